@@ -1,0 +1,49 @@
+# One task runner for the project. `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTO_SRC := protos/integration_api/proto/integration_api.proto
+PROTO_OUT := integration_api/proto
+
+.PHONY: help venv demo test lint typecheck protos protos-check check bench bench-peers clean
+
+help:
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python ## Create .venv and install the package with its dev tools.
+	$(BIN)/pip install -q -e '.[dev]'
+
+demo: venv ## Start a server and stream a reply from the built-in simulated provider.
+	$(BIN)/integration-api demo
+
+test: venv ## Run the whole test suite.
+	$(BIN)/pytest
+
+lint: venv ## ruff: lint and formatting.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy --strict on our code (generated code excluded).
+	$(BIN)/mypy integration_api providers auth
+
+protos: ## Regenerate integration_api/proto from protos/ (the only way generated code changes).
+	$(BIN)/python -m grpc_tools.protoc -Iprotos \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
+
+protos-check: venv ## Fail when the generated code differs from what protos/ produces.
+	@tmp=$$(mktemp -d) && cp -r $(PROTO_OUT) $$tmp/before && $(MAKE) -s protos && \
+	if ! diff -r $$tmp/before $(PROTO_OUT) -x __pycache__ -x __init__.py; then \
+		echo "generated code is out of date with protos/: run 'make protos' and commit the result"; exit 1; fi
+
+check: lint typecheck protos-check test ## Everything CI runs.
+
+bench: venv ## The side-by-side benchmark (bench/README.md).
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""The one interface every provider implements, and how providers are described and built.
+
+A `Provider` is a caller bound to one credential: the engine builds one per request with its
+`ProviderSpec.factory(credential, env)`, so every request uses its own `Credential`. Providers speak only the
+gateway's own types (``providers.types``) and raise only ``integration_api.errors.GatewayError``; vendor types
+and exceptions stay inside each adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from integration_api.errors import Unimplemented
+from providers.clients import ClientCache
+from providers.types import (
+    ChatCall,
+    ChatEvent,
+    EmbeddingCall,
+    EmbeddingResult,
+    JsonValue,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
+)
+
+if TYPE_CHECKING:
+    from integration_api.settings import Settings
+
+# The RPC names of the protocol, as `ProviderSpec.rpcs` and GetVersion list them.
+CHAT_RPCS = frozenset({"Chat", "StreamChat", "VerifyCredential"})
+ALL_RPCS = CHAT_RPCS | {"Embedding", "Reranking", "GetModeration"}
+
+CredentialValue = Mapping[str, JsonValue]
+
+
+class Provider:
+    """A provider caller for one credential. Override what the vendor supports; the rest is UNIMPLEMENTED."""
+
+    name: str = "provider"
+
+    def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+        """Stream the reply: TextDelta/ToolCallDelta events as they arrive, then exactly one ChatFinished.
+
+        Closing the iterator early (cancellation) must close the upstream call.
+        """
+        raise Unimplemented(f"provider {self.name!r} does not support chat")
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        raise Unimplemented(f"provider {self.name!r} does not support embeddings")
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        raise Unimplemented(f"provider {self.name!r} does not support reranking")
+
+    async def verify_credential(self) -> str:
+        """Make a cheap authenticated call; return a short description of what was verified."""
+        raise Unimplemented(f"provider {self.name!r} does not support credential verification")
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        raise Unimplemented(f"provider {self.name!r} does not support moderation")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEnv:
+    """What every factory receives besides the credential: the settings and shared, reusable resources."""
+
+    settings: Settings
+    clients: ClientCache
+
+
+ProviderFactory = Callable[[CredentialValue, ProviderEnv], Provider]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A registered provider: its name, the RPCs it serves and the factory that builds its caller."""
+
+    name: str
+    factory: ProviderFactory
+    rpcs: frozenset[str]
+    description: str = ""

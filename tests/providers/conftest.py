@@ -1,0 +1,23 @@
+"""Fixtures for adapter-level tests: a provider environment that allows the local emulators' URLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from integration_api.settings import Settings
+from providers.base import ProviderEnv
+from providers.clients import ClientCache
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(allowed_base_urls=("http://127.0.0.1",), connect_timeout_s=2.0, idle_timeout_s=5.0)
+
+
+@pytest.fixture
+async def provider_env(settings: Settings) -> AsyncIterator[ProviderEnv]:
+    clients = ClientCache(max_size=16, ttl_s=60)
+    yield ProviderEnv(settings=settings, clients=clients)
+    await clients.aclose()

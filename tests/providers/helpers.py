@@ -1,0 +1,33 @@
+"""Helpers shared by the adapter-level tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from providers.types import ChatEvent, ChatFinished, TextDelta, ToolCallDelta
+
+
+async def collect(events: AsyncIterator[ChatEvent]) -> list[ChatEvent]:
+    return [event async for event in events]
+
+
+def text_of(events: list[ChatEvent]) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+def tool_calls_of(events: list[ChatEvent]) -> dict[int, dict[str, str]]:
+    """Reassemble tool-call deltas by index into {index: {"id", "name", "arguments"}}."""
+    calls: dict[int, dict[str, str]] = {}
+    for event in events:
+        if isinstance(event, ToolCallDelta):
+            call = calls.setdefault(event.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = call["id"] or event.id
+            call["name"] = call["name"] or event.name
+            call["arguments"] += event.arguments
+    return calls
+
+
+def finished(events: list[ChatEvent]) -> ChatFinished:
+    last = events[-1]
+    assert isinstance(last, ChatFinished), f"last event is {last!r}"
+    return last

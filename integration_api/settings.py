@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         if config_file is not None:
             if not config_file.is_file():
                 raise FileNotFoundError(f"config file not found: {config_file}")
-            config = SettingsConfigDict(**{**cls.model_config, "toml_file": config_file})  # type: ignore[typeddict-item]
+            config = SettingsConfigDict(**{**cls.model_config, "toml_file": config_file})
             settings_cls = type(cls.__name__, (cls,), {"model_config": config, "__doc__": cls.__doc__})
         return settings_cls(**{key: value for key, value in overrides.items() if value is not None})
 

@@ -11,7 +11,9 @@ from integration_api.errors import InvalidArgument, PermissionDenied
 from providers.base import CredentialValue, ProviderEnv
 
 
-def resolve_base_url(provider: str, credential: CredentialValue, env: ProviderEnv, *, key: str = "base_url") -> str | None:
+def resolve_base_url(
+    provider: str, credential: CredentialValue, env: ProviderEnv, *, key: str = "base_url"
+) -> str | None:
     """The base URL to use, or None for the SDK's default. `key` names the credential field (Azure: endpoint)."""
     supplied = credential.get(key)
     if supplied not in (None, ""):

@@ -66,7 +66,7 @@ class SimulatedProvider(Provider):
     def __init__(self, credential: CredentialValue) -> None:
         self._credential = credential
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:  # type: ignore[override]
+    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
         params = ParameterReader(call.parameters, ignore=_IGNORED)
         delay = (params.number("model.simulated_delay_ms") or 0.0) / 1000.0
         reply = params.string("model.simulated_reply")
@@ -96,7 +96,9 @@ class SimulatedProvider(Provider):
             half = len(arguments) // 2
             if delay:
                 await asyncio.sleep(delay)
-            yield ToolCallDelta(index=index, id=f"call_{call.request_id}_{index}", name=tool_name, arguments=arguments[:half])
+            yield ToolCallDelta(
+                index=index, id=f"call_{call.request_id}_{index}", name=tool_name, arguments=arguments[:half]
+            )
             yield ToolCallDelta(index=index, arguments=arguments[half:])
 
         input_words = sum(len(words(text)) for text in _all_texts(call))

@@ -1,0 +1,164 @@
+"""Building the `ChatResponse` frames of a request, following PROTOCOL.md's conventions.
+
+A request's response is zero or more delta frames followed by exactly one terminal frame: the final frame
+(accumulated message, finishReason, metrics, usage) or an error frame. `ResponseAccumulator` gathers what the
+final frame needs while the deltas go out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from integration_api.errors import GatewayError
+from integration_api.proto import integration_api_pb2 as pb
+from providers.types import ChatFinished, ToolCallDelta, Usage
+
+ASSISTANT = "assistant"
+
+
+def text_frame(request_id: str, text: str) -> pb.ChatResponse:
+    return pb.ChatResponse(
+        code=200,
+        success=True,
+        requestId=request_id,
+        data=pb.Message(role=ASSISTANT, assistant=pb.AssistantMessage(contents=(text,))),
+    )
+
+
+def tool_call_frame(request_id: str, delta: ToolCallDelta) -> pb.ChatResponse:
+    call = pb.ToolCall(
+        id=delta.id,
+        type="function" if delta.name else "",
+        function=pb.FunctionCall(name=delta.name, arguments=delta.arguments),
+        index=delta.index,
+    )
+    return pb.ChatResponse(
+        code=200,
+        success=True,
+        requestId=request_id,
+        data=pb.Message(role=ASSISTANT, assistant=pb.AssistantMessage(toolCalls=(call,))),
+    )
+
+
+@dataclass(slots=True)
+class _ToolCallParts:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ResponseAccumulator:
+    """What one request has produced so far, and when."""
+
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+    first_output_ns: int = 0
+    texts: list[str] = field(default_factory=list)
+    tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
+
+    @property
+    def produced_output(self) -> bool:
+        return self.first_output_ns != 0
+
+    def mark_output(self) -> None:
+        if not self.first_output_ns:
+            self.first_output_ns = time.perf_counter_ns()
+
+    def add_text(self, text: str) -> None:
+        self.mark_output()
+        self.texts.append(text)
+
+    def add_tool_call(self, delta: ToolCallDelta) -> None:
+        self.mark_output()
+        parts = self.tool_calls.get(delta.index)
+        if parts is None:
+            parts = self.tool_calls[delta.index] = _ToolCallParts()
+        parts.id = parts.id or delta.id
+        parts.name = parts.name or delta.name
+        parts.arguments.append(delta.arguments)
+
+    def message(self) -> pb.Message:
+        text = "".join(self.texts)
+        calls = [
+            pb.ToolCall(
+                id=parts.id,
+                type="function",
+                function=pb.FunctionCall(name=parts.name, arguments="".join(parts.arguments)),
+                index=index,
+            )
+            for index, parts in sorted(self.tool_calls.items())
+        ]
+        return pb.Message(
+            role=ASSISTANT, assistant=pb.AssistantMessage(contents=[text] if text else [], toolCalls=calls)
+        )
+
+    def timing_metrics(self) -> list[pb.Metric]:
+        elapsed = time.perf_counter_ns() - self.started_ns
+        first = (self.first_output_ns - self.started_ns) if self.first_output_ns else 0
+        return [
+            pb.Metric(name="TIME_TAKEN", value=str(elapsed), description="nanoseconds from request to last frame"),
+            pb.Metric(name="FIRST_TOKEN_RECIEVED_TIME", value=str(first), description="nanoseconds to first output"),
+        ]
+
+
+def _usage_metrics(usage: Usage) -> list[pb.Metric]:
+    return [
+        pb.Metric(name="INPUT_TOKEN", value=str(usage.input_tokens)),
+        pb.Metric(name="OUTPUT_TOKEN", value=str(usage.output_tokens)),
+        pb.Metric(name="TOTAL_TOKEN", value=str(usage.total_tokens)),
+    ]
+
+
+def final_frame(request_id: str, accumulated: ResponseAccumulator, finished: ChatFinished) -> pb.ChatResponse:
+    usage = finished.usage
+    metrics = [
+        *_usage_metrics(usage),
+        *accumulated.timing_metrics(),
+        pb.Metric(name="LLM_REQUEST_ID", value=finished.provider_request_id),
+        pb.Metric(name="STATUS", value="SUCCESS"),
+    ]
+    return pb.ChatResponse(
+        code=200,
+        success=True,
+        requestId=request_id,
+        data=accumulated.message(),
+        metrics=metrics,
+        finishReason=finished.finish_reason,
+        final=True,
+        usage=pb.Usage(
+            inputTokens=usage.input_tokens, outputTokens=usage.output_tokens, totalTokens=usage.total_tokens
+        ),
+    )
+
+
+def error_proto(error: GatewayError) -> pb.Error:
+    return pb.Error(
+        errorCode=error.http_status,
+        errorMessage=error.message,
+        humanMessage=error.human_message,
+        status=error.status,
+        retryable=error.retryable,
+        retryAfterMs=int((error.retry_after or 0) * 1000),
+    )
+
+
+def error_frame(
+    request_id: str, error: GatewayError, accumulated: ResponseAccumulator | None = None
+) -> pb.ChatResponse:
+    """The terminal frame of a failed request; it carries STATUS=FAILED metrics for clients that wait for them."""
+    accumulated = accumulated or ResponseAccumulator()
+    metrics = [
+        *accumulated.timing_metrics(),
+        pb.Metric(name="LLM_REQUEST_ID", value=error.provider_request_id or ""),
+        pb.Metric(name="STATUS", value="FAILED"),
+    ]
+    return pb.ChatResponse(
+        code=error.http_status,
+        success=False,
+        requestId=request_id,
+        error=error_proto(error),
+        metrics=metrics,
+        finishReason="cancelled" if error.status == "CANCELLED" else "error",
+        final=True,
+    )

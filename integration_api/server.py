@@ -1,0 +1,124 @@
+"""Building and running the gRPC server: services, health, reflection, keepalive, graceful drain.
+
+`GatewayServer` is used the same way by `integration-api serve`, the demo and the tests (which start it on
+127.0.0.1 port 0). On SIGTERM it drains: health turns NOT_SERVING, new streams are refused, open streams finish
+their in-flight requests within the grace period, then the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from integration_api.gateway import Authenticator, Gateway
+from integration_api.lifecycle import Lifecycle
+from integration_api.services import add_services
+from integration_api.settings import Settings
+from providers.base import ProviderEnv
+from providers.clients import ClientCache
+from providers.registry import ProviderRegistry, default_registry
+
+logger = logging.getLogger(__name__)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Let clients ping idle streams every 10 s without being told "too many pings".
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+    ]
+
+
+class GatewayServer:
+    """One grpc.aio server with every service of the protocol plus health and reflection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ProviderRegistry | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or default_registry()
+        self.authenticator = authenticator or _default_authenticator(settings)
+        self.lifecycle = Lifecycle(settings.grace_period_s)
+        self.clients = ClientCache(settings.client_cache_size, settings.client_cache_ttl_s)
+        env = ProviderEnv(settings=settings, clients=self.clients)
+        self.gateway = Gateway(settings, self.registry, env, self.authenticator, self.lifecycle)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(options=server_options(settings))
+        self.port = 0
+        self._service_names = add_services(self.gateway, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    async def start(self) -> int:
+        if self.authenticator.disabled:
+            logger.warning("!!! AUTHENTICATION IS DISABLED: any client can use this gateway and its providers !!!")
+        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        await self.server.start()
+        for name in ("", *self._service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "integration-api listening on %s (providers: %s)", self.address, ", ".join(s.name for s in self.registry)
+        )
+        return self.port
+
+    async def drain_and_stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown: refuse new streams, let in-flight requests finish within the grace, stop."""
+        grace = self.settings.grace_period_s if grace_s is None else grace_s
+        self.lifecycle.grace_s = grace
+        logger.info("draining: finishing in-flight requests within %.1f s", grace)
+        await self.health.enter_graceful_shutdown()
+        self.lifecycle.drain()
+        await self.server.stop(grace)
+        await self.clients.aclose()
+
+    async def stop(self) -> None:
+        """Immediate stop (tests): cancels every RPC."""
+        await self.server.stop(0)
+        await self.clients.aclose()
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _default_authenticator(settings: Settings) -> Authenticator:
+    from auth import Authenticator as KeyStoreAndJwtAuthenticator
+
+    return KeyStoreAndJwtAuthenticator(settings)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then drain."""
+    server = GatewayServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping: asyncio.Future[None] = loop.create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _resolve, stopping)
+    await stopping
+    await server.drain_and_stop()

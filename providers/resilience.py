@@ -1,0 +1,138 @@
+"""Retries and timeouts, as a wrapper around any provider (adapters do neither themselves).
+
+`ResilientProvider` wraps a `Provider`:
+
+- **retries** (tenacity) only before the first event has been received, only for retryable errors
+  (`GatewayError.retryable`), with exponential backoff and jitter, honouring the upstream's retry-after up to
+  the backoff cap, bounded in attempts and in total time. Once an event has been produced nothing is retried,
+  so a client can never receive a token twice;
+- **time to first event** and **idle gap between events**: exceeding either closes the upstream stream and
+  raises DeadlineExceeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+
+from integration_api.errors import DeadlineExceeded, GatewayError
+from integration_api.settings import Settings
+from providers.base import Provider
+from providers.types import (
+    ChatCall,
+    ChatEvent,
+    EmbeddingCall,
+    EmbeddingResult,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
+)
+
+T = TypeVar("T")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, GatewayError) and exc.retryable
+
+
+class _RetryAfterOrBackoff:
+    """Wait what the upstream asked for (capped), else exponential backoff with jitter."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._cap = settings.retry_max_backoff_s
+        self._backoff = wait_exponential_jitter(initial=settings.retry_initial_backoff_s, max=self._cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, GatewayError) and error.retry_after is not None:
+            return min(error.retry_after, self._cap)
+        return float(self._backoff(state))
+
+
+class ResilientProvider(Provider):
+    """`inner` with the server's retry and timeout policy applied."""
+
+    def __init__(self, inner: Provider, settings: Settings) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._settings = settings
+
+    def _retrying(self) -> AsyncRetrying:
+        settings = self._settings
+        return AsyncRetrying(
+            stop=stop_after_attempt(settings.retry_max_attempts) | stop_after_delay(settings.retry_max_total_s),
+            wait=_RetryAfterOrBackoff(settings),
+            retry=retry_if_exception(_is_retryable),
+            reraise=True,
+        )
+
+    async def _open(self, call: ChatCall) -> tuple[AsyncIterator[ChatEvent], ChatEvent]:
+        """Start the inner stream and wait for its first event (within the first-token timeout)."""
+        events = aiter(self.inner.stream_chat(call))
+        try:
+            async with asyncio.timeout(self._settings.first_token_timeout_s):
+                first = await anext(events)
+        except TimeoutError as exc:
+            await _close(events)
+            raise DeadlineExceeded(
+                f"no output from {self.name!r} within {self._settings.first_token_timeout_s:g} s"
+            ) from exc
+        except BaseException:
+            await _close(events)
+            raise
+        return events, first
+
+    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+        opened: tuple[AsyncIterator[ChatEvent], ChatEvent] | None = None
+        async for attempt in self._retrying():
+            with attempt:
+                opened = await self._open(call)
+        assert opened is not None
+        events, first = opened
+        idle = self._settings.idle_timeout_s
+        try:
+            yield first
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise DeadlineExceeded(f"{self.name!r} sent nothing for {idle:g} s mid-response") from exc
+                yield event
+        finally:
+            await _close(events)
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        async for attempt in self._retrying():
+            with attempt:
+                try:
+                    async with asyncio.timeout(self._settings.first_token_timeout_s):
+                        return await operation()
+                except TimeoutError as exc:
+                    raise DeadlineExceeded(f"{self.name!r} did not answer in time") from exc
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        return await self._call(lambda: self.inner.embed(call))
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        return await self._call(lambda: self.inner.rerank(call))
+
+    async def verify_credential(self) -> str:
+        return await self._call(self.inner.verify_credential)
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        return await self._call(lambda: self.inner.moderate(call))
+
+
+async def _close(events: AsyncIterator[ChatEvent]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()

@@ -73,7 +73,7 @@ class GatewayServer:
     async def start(self) -> int:
         if self.authenticator.disabled:
             logger.warning("!!! AUTHENTICATION IS DISABLED: any client can use this gateway and its providers !!!")
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        self.port = _listen(self.server, self.settings)
         await self.server.start()
         for name in ("", *self._service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -99,6 +99,17 @@ class GatewayServer:
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
+
+
+def _listen(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind the port, with TLS when a certificate and key are configured; returns the bound port."""
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        return server.add_insecure_port(address)
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+    credentials = grpc.ssl_server_credentials([(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())])
+    return server.add_secure_port(address, credentials)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -10,12 +10,13 @@ PROTO_OUT := integration_api/proto
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
 
-venv: $(BIN)/python ## Create .venv and install the package with its dev tools.
-	$(BIN)/pip install -q -e '.[dev]'
+venv: $(VENV)/.installed ## Create .venv and install the package with its dev tools.
 
 demo: venv ## Start a server and stream a reply from the built-in simulated provider.
 	$(BIN)/integration-api demo
@@ -30,7 +31,7 @@ lint: venv ## ruff: lint and formatting.
 typecheck: venv ## mypy --strict on our code (generated code excluded).
 	$(BIN)/mypy integration_api providers auth
 
-protos: ## Regenerate integration_api/proto from protos/ (the only way generated code changes).
+protos: venv ## Regenerate integration_api/proto from protos/ (the only way generated code changes).
 	$(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)

@@ -77,6 +77,26 @@ def demo() -> None:
 
 
 @app.command()
+def health(
+    target: Annotated[str, typer.Option(help="host:port of the gateway.")] = "127.0.0.1:50051",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
+) -> None:
+    """Ask the gRPC health service; exit 0 when SERVING (the Docker HEALTHCHECK)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(target) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError as error:
+        typer.echo(f"unhealthy: {error.code().name}", err=True)  # type: ignore[attr-defined]
+        raise typer.Exit(1) from error
+    serving = answer.status == health_pb2.HealthCheckResponse.SERVING
+    typer.echo("serving" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+    raise typer.Exit(0 if serving else 1)
+
+
+@app.command()
 def emulate(
     vendor: Annotated[
         str, typer.Argument(help="openai, azure, anthropic, gemini, vertexai, mistral, cohere, replicate")

@@ -1,0 +1,30 @@
+# integration-api: the gateway server. Build: docker build -t integration-api .
+# Run: docker run -p 50051:50051 -v ia-data:/data -e INTEGRATION_API_JWT_SECRET=... integration-api
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    INTEGRATION_API_HOST=0.0.0.0 \
+    INTEGRATION_API_PORT=50051 \
+    INTEGRATION_API_DATA_DIR=/data
+
+RUN groupadd --system gateway && useradd --system --gid gateway --home-dir /app gateway \
+    && mkdir -p /app /data && chown gateway:gateway /data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY integration_api ./integration_api
+COPY providers ./providers
+COPY auth ./auth
+RUN pip install '.[fast]'
+
+USER gateway
+VOLUME ["/data"]
+EXPOSE 50051
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["integration-api", "health", "--target", "127.0.0.1:50051"]
+
+ENTRYPOINT ["integration-api"]
+CMD ["serve"]

@@ -156,6 +156,10 @@ class Emulator:
         """The next requests get these scripts, in order; after them, `default_script`."""
         self._scripts.extend(scripts)
 
+    def clear(self) -> None:
+        """Forget the queued scripts (the recorded requests stay)."""
+        self._scripts.clear()
+
     def next_script(self) -> Script:
         return self._scripts.popleft() if self._scripts else self.default_script
 

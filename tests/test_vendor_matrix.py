@@ -58,10 +58,14 @@ VENDORS = [
     Vendor("gemini", _keyed, "gemini-test"),
     Vendor(
         "vertexai",
-        lambda e: {"project_id": "test-project", "region": "us-central1", "service_account_key": _service_account(e),
-                   "base_url": e.base_url},
+        lambda e: {
+            "project_id": "test-project",
+            "region": "us-central1",
+            "service_account_key": _service_account(e),
+            "base_url": e.base_url,
+        },
         "gemini-test",
-    ),  # fmt: skip
+    ),
     Vendor("mistral", _keyed, "mistral-test"),
     Vendor("cohere", _keyed, "command-test"),
     Vendor("replicate", _keyed, "meta/llama-test", tools=False),
@@ -158,11 +162,16 @@ async def test_two_parallel_tool_calls(harness: Harness) -> None:
 async def test_tool_result_turn(harness: Harness) -> None:
     if not harness.vendor.tools:
         pytest.skip(f"{harness.vendor.name} has no tool calling")
-    call = pb.ToolCall(id="call_1", type="function", function=pb.FunctionCall(name="get_weather", arguments='{"city": "Paris"}'))
+    call = pb.ToolCall(
+        id="call_1", type="function", function=pb.FunctionCall(name="get_weather", arguments='{"city": "Paris"}')
+    )
     messages = [
         pb.Message(role="user", user=pb.UserMessage(content="weather in Paris?")),
         pb.Message(role="assistant", assistant=pb.AssistantMessage(toolCalls=[call])),
-        pb.Message(role="tool", tool=pb.ToolMessage(tools=[pb.ToolMessage.Tool(name="get_weather", id="call_1", content="sunny-21C")])),
+        pb.Message(
+            role="tool",
+            tool=pb.ToolMessage(tools=[pb.ToolMessage.Tool(name="get_weather", id="call_1", content="sunny-21C")]),
+        ),
     ]
     text, final = await harness.run(Script(text="It is sunny."), messages=messages, tools=[_weather_tool()])
     assert final.success and text == "It is sunny."

@@ -57,7 +57,7 @@ async def test_sigterm_lets_in_flight_requests_finish(served: tuple[subprocess.P
         quick = [chat_request(f"quick-{n}", "a b c d e", simulated_delay_ms=100) for n in range(3)]
         slow = chat_request("too-slow", " ".join(["w"] * 100), simulated_delay_ms=100)  # ~10 s: beyond the grace
         await stream.send(*quick, slow)
-        await stream.call.read()
+        stream.collected.add(await stream.call.read())
         process.send_signal(signal.SIGTERM)
         collected = await stream.read_to_end(timeout=10)
         for request in quick:

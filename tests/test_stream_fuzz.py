@@ -76,32 +76,72 @@ def chat_request(draw: st.DrawFn) -> pb.ChatRequest:
     )
 
 
-async def _run_stream(data_dir: Path, requests: list[pb.ChatRequest]) -> None:
-    running = await start_gateway(make_settings(data_dir, retry_max_attempts=1))
-    try:
-        call = running.unified.StreamChat(metadata=running.metadata)
+class OneStream:
+    """One gateway and ONE StreamChat stream, kept across every Hypothesis example (on a private event loop)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.running = self.loop.run_until_complete(start_gateway(make_settings(data_dir, retry_max_attempts=1)))
+        self.call = self.loop.run_until_complete(self._open())
+        self.sent = 0
+
+    async def _open(self) -> grpc.aio.StreamStreamCall:
+        return self.running.unified.StreamChat(metadata=self.running.metadata)
+
+    async def _exchange(self, batch: int, requests: list[pb.ChatRequest]) -> Counter[str]:
         for request in requests:
-            await call.write(request)
-        await call.done_writing()
+            if request.requestId:
+                request.requestId = f"b{batch}:{request.requestId}"
+            await self.call.write(request)
+        expected = sum(1 for r in requests if r.action == pb.REQUEST_ACTION_START)
         terminals: Counter[str] = Counter()
-        async with asyncio.timeout(120):
-            async for frame in call:
+        async with asyncio.timeout(60):
+            while sum(terminals.values()) < expected:
+                frame = await self.call.read()
+                assert frame is not grpc.aio.EOF, "the stream ended"
                 if frame.final:
                     terminals[frame.requestId] += 1
-        assert await call.code() == grpc.StatusCode.OK
+        return terminals
+
+    def exchange(self, batch: int, requests: list[pb.ChatRequest]) -> None:
+        terminals = self.loop.run_until_complete(self._exchange(batch, requests))
+        self.sent += len(requests)
         started = Counter(r.requestId for r in requests if r.action == pb.REQUEST_ACTION_START)
         assert terminals == started
-        health = await running.unified.GetVersion(pb.GetVersionRequest(), metadata=running.metadata)
-        assert health.protocolRevision  # the server is still answering
+
+    async def _finish(self) -> None:
+        await self.call.done_writing()
+        while (frame := await self.call.read()) is not grpc.aio.EOF:
+            assert not frame.final, f"{frame.requestId!r} got more than one terminal frame"
+        assert await self.call.code() == grpc.StatusCode.OK
+        version = await self.running.unified.GetVersion(pb.GetVersionRequest(), metadata=self.running.metadata)
+        assert version.protocolRevision  # the server still answers
+        await self.running.channel.close()
+        await self.running.server.stop()
+
+    def finish(self) -> None:
+        try:
+            self.loop.run_until_complete(self._finish())
+        finally:
+            self.loop.close()
+
+
+BATCH = 25
+BATCHES = REQUESTS_PER_STREAM // BATCH
+
+
+def test_every_random_request_gets_exactly_one_terminal_frame(tmp_path: Path) -> None:
+    stream = OneStream(tmp_path)
+    batches = iter(range(BATCHES))
+
+    @settings(max_examples=BATCHES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @given(requests=st.lists(chat_request(), min_size=BATCH, max_size=BATCH))
+    def one_batch(requests: list[pb.ChatRequest]) -> None:
+        stream.exchange(next(batches, BATCHES), requests)
+
+    try:
+        one_batch()
+        assert stream.sent >= REQUESTS_PER_STREAM * 0.9  # hypothesis may stop a little early on duplicates
     finally:
-        await running.channel.close()
-        await running.server.stop()
-
-
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(requests=st.lists(chat_request(), min_size=REQUESTS_PER_STREAM, max_size=REQUESTS_PER_STREAM))
-def test_every_random_request_gets_exactly_one_terminal_frame(
-    tmp_path_factory: object, requests: list[pb.ChatRequest]
-) -> None:
-    data_dir = tmp_path_factory.mktemp("fuzz")  # type: ignore[attr-defined]
-    asyncio.run(_run_stream(data_dir, requests))
+        stream.finish()

@@ -1,0 +1,154 @@
+"""The `openai` provider: OpenAI, and any OpenAI-compatible server, through the official `openai` SDK.
+
+Credential: ``key`` (required) and optionally ``base_url``: a vLLM, Ollama, Groq, Together... server is this same
+adapter with its URL there (honoured only when the server's allowlist permits it). Chat streams chat completions
+with ``stream_options.include_usage``; Embedding, GetModeration and VerifyCredential (``models.list``) are the
+matching endpoints. `OpenAIProvider` is also the `azure` adapter, over an ``AsyncAzureOpenAI`` client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import partial
+
+import openai
+from openai import AsyncOpenAI, AsyncStream, omit
+from openai.types.chat import ChatCompletionChunk
+
+from integration_api.errors import GatewayError, InvalidArgument, Unavailable
+from integration_api.settings import Settings
+from providers import _openai_wire as wire
+from providers.base import ALL_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.clients import credential_digest
+from providers.endpoints import required_field, resolve_base_url
+from providers.parameters import ParameterReader
+from providers.types import (
+    ChatCall,
+    ChatEvent,
+    EmbeddingCall,
+    EmbeddingResult,
+    ModerationCall,
+    ModerationResult,
+)
+
+NAME = "openai"
+# Passed explicitly so the SDK never picks up OPENAI_BASE_URL from the server's environment.
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+RPCS = ALL_RPCS - {"Reranking"}
+
+
+def sdk_timeout(settings: Settings) -> openai.Timeout:
+    """Connect timeout from the settings; the idle timeout bounds reads (and writes) as a backstop."""
+    return openai.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s)
+
+
+class OpenAIProvider(Provider):
+    """A chat-completions caller over one SDK client (an ``AsyncOpenAI`` or an ``AsyncAzureOpenAI``)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        secret: str,
+        *,
+        name: str = NAME,
+        chat_model: str | None = DEFAULT_CHAT_MODEL,
+        embedding_model: str | None = DEFAULT_EMBEDDING_MODEL,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._secret = secret  # only to scrub it from upstream error text
+        self._chat_model = chat_model
+        self._embedding_model = embedding_model
+
+    def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+        return wire.chat_events(partial(self._open_chat, call), self._error)
+
+    async def _open_chat(self, call: ChatCall) -> AsyncStream[ChatCompletionChunk]:
+        params = ParameterReader(call.parameters)
+        model = self._model(params, self._chat_model)
+        options = wire.chat_options(params)
+        params.reject_unused(self.name)
+        if call.tools:
+            options["tools"] = wire.chat_tools(call.tools)
+        stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+            model=model,
+            messages=wire.chat_messages(call.messages),
+            stream=True,
+            stream_options={"include_usage": True},
+            **options,
+        )
+        return stream
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        params = ParameterReader(call.parameters)
+        model = self._model(params, self._embedding_model)
+        dimensions = params.integer("model.dimensions")
+        # base64 by default, as the SDK itself does: a quarter of the bytes of JSON floats.
+        encoding_format = params.choice("model.encoding_format", wire.ENCODING_FORMATS) or "base64"
+        user = params.string("model.user")
+        params.reject_unused(self.name)
+        keys = sorted(call.inputs)
+        if not keys:
+            raise InvalidArgument("the embedding request has no content")
+        try:
+            response = await self._client.embeddings.create(
+                model=model,
+                input=[call.inputs[key] for key in keys],
+                encoding_format="float" if encoding_format == "float" else "base64",
+                dimensions=omit if dimensions is None else dimensions,
+                user=omit if user is None else user,
+            )
+        except wire.SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+        return wire.embedding_result(response, keys)
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        params = ParameterReader(call.parameters)
+        parameter_model = params.string("model.name")
+        model = call.model or parameter_model  # GetModeration's own `model` field wins
+        params.reject_unused(self.name)
+        try:
+            if model:
+                response = await self._client.moderations.create(input=call.content, model=model)
+            else:
+                response = await self._client.moderations.create(input=call.content)
+        except wire.SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+        if not response.results:
+            raise Unavailable(f"{self.name} returned no moderation result")
+        scores = response.results[0].category_scores.to_dict()  # keyed by the API's names, e.g. "hate/threatening"
+        return ModerationResult({name: float(v) for name, v in scores.items() if isinstance(v, int | float)})
+
+    async def verify_credential(self) -> str:
+        try:
+            page = await self._client.models.list()
+        except wire.SDK_ERRORS as exc:
+            raise self._error(exc) from exc
+        return f"{self.name} credential accepted ({len(page.data)} models visible)"
+
+    def _model(self, params: ParameterReader, default: str | None) -> str:
+        model = params.string("model.name") or default
+        if not model:
+            raise InvalidArgument(f"provider {self.name!r} needs the model parameter 'model.name'")
+        return model
+
+    def _error(self, exc: Exception) -> GatewayError:
+        return wire.gateway_error(exc, self.name, self._secret)
+
+
+def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
+    key = required_field(NAME, credential, "key")
+    base_url = resolve_base_url(NAME, credential, env) or DEFAULT_BASE_URL
+
+    def create() -> AsyncOpenAI:
+        return AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=sdk_timeout(env.settings))
+
+    client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
+    return OpenAIProvider(client, key)
+
+
+SPEC = ProviderSpec(NAME, _factory, RPCS, "OpenAI and OpenAI-compatible servers (chat completions)")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from auth.cli import keys_app
 
+from auth.cli import keys_app
 from integration_api.settings import Settings
 
 app = typer.Typer(help="A gRPC gateway to every major LLM provider.", no_args_is_help=True)
@@ -89,7 +89,7 @@ def health(
         with grpc.insecure_channel(target) as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
     except grpc.RpcError as error:
-        typer.echo(f"unhealthy: {error.code().name}", err=True)  # type: ignore[attr-defined]
+        typer.echo(f"unhealthy: {error.code().name}", err=True)
         raise typer.Exit(1) from error
     serving = answer.status == health_pb2.HealthCheckResponse.SERVING
     typer.echo("serving" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))

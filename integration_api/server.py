@@ -105,11 +105,11 @@ def _listen(server: grpc.aio.Server, settings: Settings) -> int:
     """Bind the port, with TLS when a certificate and key are configured; returns the bound port."""
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert_file is None and settings.tls_key_file is None:
-        return server.add_insecure_port(address)
+        return int(server.add_insecure_port(address))
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS needs both tls_cert_file and tls_key_file")
-    credentials = grpc.ssl_server_credentials([(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())])
-    return server.add_secure_port(address, credentials)
+    key_and_chain = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
+    return int(server.add_secure_port(address, grpc.ssl_server_credentials([key_and_chain])))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -134,8 +134,12 @@ def test_every_random_request_gets_exactly_one_terminal_frame(tmp_path: Path) ->
     stream = OneStream(tmp_path)
     batches = iter(range(BATCHES))
 
-    @settings(max_examples=BATCHES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @settings(
+        max_examples=BATCHES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(requests=st.lists(chat_request(), min_size=BATCH, max_size=BATCH))
     def one_batch(requests: list[pb.ChatRequest]) -> None:
         stream.exchange(next(batches, BATCHES), requests)

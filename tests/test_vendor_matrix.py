@@ -257,7 +257,7 @@ async def test_the_key_never_reaches_logs_or_errors(harness: Harness, caplog: py
 
 @pytest.mark.parametrize("where", ["before-first-byte", "mid-stream"])
 async def test_timeouts(tmp_path: Path, vendor: Vendor, emulator: Emulator, where: str) -> None:
-    fault = Fault(stall_before_s=3) if where == "before-first-byte" else Fault(stall_after_chunks=1)
+    fault = Fault(stall_before_s=1.2) if where == "before-first-byte" else Fault(stall_after_chunks=1)
     async for harness in _harness(tmp_path, vendor, emulator, first_token_timeout_s=0.5, idle_timeout_s=0.5,
                                   retry_max_attempts=1):  # fmt: skip
         text, final = await harness.run(Script(text="a b c", fault=fault))

@@ -23,7 +23,7 @@ from integration_api.errors import (
 from integration_api.settings import Settings
 from integration_api.testing.emulators import emulator_for
 from integration_api.testing.emulators.anthropic import AnthropicEmulator
-from integration_api.testing.emulators.base import Fault, RecordedRequest, Script, SSEItem, ToolCallScript
+from integration_api.testing.emulators.base import Fault, RecordedRequest, Script, ToolCallScript
 from providers.anthropic import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, SPEC
 from providers.base import CHAT_RPCS, Provider, ProviderEnv
 from providers.clients import ClientCache
@@ -342,31 +342,9 @@ async def test_an_overloaded_error_event_is_unavailable(emulator: AnthropicEmula
     assert exc.upstream_status == 529
 
 
-async def test_a_stream_cut_short_by_an_unnamed_bad_event_is_unavailable(
-    emulator: AnthropicEmulator, provider: Provider
-) -> None:
-    # The emulators' shared malformed event has no `event:` name: the SDK skips it, then the stream just ends.
+async def test_a_malformed_event_is_unavailable(emulator: AnthropicEmulator, provider: Provider) -> None:
     emulator.enqueue(Script(text="one two three", fault=Fault(malformed_after_chunks=1)))
     events, exc = await chat_error(provider)
-    assert text_of(events) == "one "
-    assert isinstance(exc, Unavailable)
-
-
-class _MalformedEmulator(AnthropicEmulator):
-    """Sends a named event whose data is not JSON after the first text delta."""
-
-    def events(self, script: Script, model: str, message_id: str) -> list[SSEItem]:
-        items = super().events(script, model, message_id)
-        first = next(i for i, item in enumerate(items) if item.content)
-        items.insert(first + 1, SSEItem("{not json", event="content_block_delta"))
-        return items
-
-
-async def test_a_malformed_event_is_unavailable(provider_env: ProviderEnv) -> None:
-    async with _MalformedEmulator() as emulator:
-        provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, provider_env)
-        emulator.enqueue(Script(text="one two three"))
-        events, exc = await chat_error(provider)
     assert text_of(events) == "one "
     assert isinstance(exc, Unavailable)
 

@@ -76,6 +76,10 @@ class AnthropicEmulator(Emulator):
     def error_event(self, status: int, message: str) -> SSEItem:
         return SSEItem({"type": "error", "error": {"type": error_type(status), "message": message}}, event="error")
 
+    def malformed_event(self) -> SSEItem:
+        # The SDK skips nameless events, so a malformed one must carry a name to reach its JSON parser.
+        return SSEItem("{this is not json", event="content_block_delta")
+
     # --- handlers --------------------------------------------------------------------------------------------
 
     async def begin(self, request: web.Request) -> tuple[RecordedRequest, Script] | web.Response:

@@ -187,6 +187,10 @@ class Emulator:
         """The vendor's in-stream error event (override)."""
         return SSEItem({"error": {"message": message, "code": status}})
 
+    def malformed_event(self) -> SSEItem:
+        """An event whose data is not JSON (vendors whose SDKs skip nameless events give it a name)."""
+        return SSEItem("{this is not json")
+
     # --- playing a script ------------------------------------------------------------------------------------
 
     async def fault_before_response(self, script: Script, recorded: RecordedRequest) -> web.Response | None:
@@ -244,7 +248,7 @@ class Emulator:
             recorded.completed = True
             return True
         if fault.malformed_after_chunks == sent:
-            await response.write(b"data: {this is not json\n\n")
+            await response.write(encode_sse(self.malformed_event()))
             await response.write_eof()
             recorded.completed = True
             return True

@@ -54,6 +54,39 @@ class _RetryAfterOrBackoff:
         return float(self._backoff(state))
 
 
+class _IdleWatchdog:
+    """Cancels `task` when no upstream event arrived for `idle_s`, while not paused.
+
+    One timer per request instead of one per event: `touch()` only moves a deadline, and the timer re-arms
+    itself until the deadline really passes. It is paused while the consumer holds an event (a slow client
+    is backpressure, not an idle upstream).
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._idle_s = idle_s
+        self.deadline = self._loop.time() + idle_s
+        self.paused = False
+        self.fired = False
+        self._handle = self._loop.call_at(self.deadline, self._check)
+
+    def touch(self) -> None:
+        self.deadline = self._loop.time() + self._idle_s
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self.paused or now < self.deadline:
+            self._handle = self._loop.call_at(max(self.deadline, now + 0.001), self._check)
+            return
+        self.fired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
 class ResilientProvider(Provider):
     """`inner` with the server's retry and timeout policy applied."""
 
@@ -87,26 +120,45 @@ class ResilientProvider(Provider):
             raise
         return events, first
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def _open_with_retries(self, call: ChatCall) -> tuple[AsyncIterator[ChatEvent], ChatEvent]:
+        """The first attempt runs bare (the common case costs nothing); tenacity takes over only after a failure."""
+        try:
+            return await self._open(call)
+        except GatewayError as error:
+            if not error.retryable or self._settings.retry_max_attempts <= 1:
+                raise
+            first_error = error
+        # Replay the failure as tenacity's first attempt, so its stop, wait and retry policies see every attempt.
+        replay: list[GatewayError] = [first_error]
         opened: tuple[AsyncIterator[ChatEvent], ChatEvent] | None = None
         async for attempt in self._retrying():
             with attempt:
+                if replay:
+                    raise replay.pop()
                 opened = await self._open(call)
         assert opened is not None
-        events, first = opened
-        idle = self._settings.idle_timeout_s
+        return opened
+
+    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+        events, first = await self._open_with_retries(call)
+        watchdog = _IdleWatchdog(self._settings.idle_timeout_s)
         try:
+            watchdog.paused = True
             yield first
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as exc:
-                    raise DeadlineExceeded(f"{self.name!r} sent nothing for {idle:g} s mid-response") from exc
+            watchdog.paused = False
+            async for event in events:
+                watchdog.touch()
+                watchdog.paused = True
                 yield event
+                watchdog.paused = False
+        except asyncio.CancelledError:
+            if not watchdog.fired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            idle = self._settings.idle_timeout_s
+            raise DeadlineExceeded(f"{self.name!r} sent nothing for {idle:g} s mid-response") from None
         finally:
+            watchdog.stop()
             await _close(events)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:

@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from integration_api.errors import AlreadyExists, Cancelled, GatewayError, Internal, Unavailable
-from integration_api.frames import ResponseAccumulator, error_frame, final_frame, text_frame, tool_call_frame
+from integration_api.frames import ResponseAccumulator, TextFrameEncoder, error_frame, final_frame, tool_call_frame
 from integration_api.lifecycle import Lifecycle
+from integration_api.outbox import Outbox
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.requests import parse_chat_request
 from integration_api.settings import Settings
@@ -75,7 +76,7 @@ class RequestRun:
             internal = Internal(f"unexpected {type(exc).__name__} while serving the request")
             terminal = error_frame(self.request_id, internal, accumulated)
         try:
-            await self.session.send(terminal)
+            await self.session.send(terminal.SerializeToString())
         finally:
             self.session.forget(self)  # after the terminal frame is queued, so the stream cannot end before it
 
@@ -85,14 +86,15 @@ class RequestRun:
         async with session.slots:
             provider = session.build_provider(session.provider_for(self.request), self.request.credential, "StreamChat")
             events = provider.stream_chat(call)
+            encode_text = TextFrameEncoder(self.request_id)
             try:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         accumulated.add_text(event.text)
-                        await session.send(text_frame(self.request_id, event.text))
+                        await session.send(encode_text(event.text))
                     elif isinstance(event, ToolCallDelta):
                         accumulated.add_tool_call(event)
-                        await session.send(tool_call_frame(self.request_id, event))
+                        await session.send(tool_call_frame(self.request_id, event).SerializeToString())
                     elif isinstance(event, ChatFinished):
                         return final_frame(self.request_id, accumulated, event)
             finally:
@@ -116,18 +118,18 @@ class StreamSession:
         self.provider_name = provider_name
         self.slots = asyncio.Semaphore(settings.max_inflight_per_stream)
         self.runs: dict[str, RequestRun] = {}
-        self.outbox: asyncio.Queue[pb.ChatResponse | None] = asyncio.Queue(OUTBOX_SIZE)
+        self.outbox: Outbox[bytes | None] = Outbox(OUTBOX_SIZE)
         self._reader_done = False
         self._draining = False
         self._ended = False
-        self._background: set[asyncio.Future[None]] = set()
 
     def provider_for(self, request: pb.ChatRequest) -> str:
         if self.provider_name is not None:
             return self.provider_name
         return request.providerName or self.settings.default_provider
 
-    async def send(self, frame: pb.ChatResponse) -> None:
+    async def send(self, frame: bytes) -> None:
+        """Queue an encoded ChatResponse for the writer (waits while the client is behind)."""
         await self.outbox.put(frame)
 
     def forget(self, run: RequestRun) -> None:
@@ -140,10 +142,7 @@ class StreamSession:
         if self._ended or not (self._reader_done or self._draining) or self.runs:
             return
         self._ended = True
-        try:
-            self.outbox.put_nowait(_END)
-        except asyncio.QueueFull:
-            self._background.add(asyncio.ensure_future(self.outbox.put(_END)))
+        self.outbox.put_nowait(_END)
 
     async def handle(self, request: pb.ChatRequest) -> None:
         """Act on one ChatRequest read from the stream."""
@@ -155,10 +154,11 @@ class StreamSession:
             return
         if self._draining:
             error: GatewayError = Unavailable("the server is shutting down; send this request to another instance")
-            await self.send(error_frame(request_id, error))
+            await self.send(error_frame(request_id, error).SerializeToString())
             return
         if request_id and request_id in self.runs:
-            await self.send(error_frame(request_id, AlreadyExists(f"request {request_id!r} is already in flight")))
+            duplicate = AlreadyExists(f"request {request_id!r} is already in flight")
+            await self.send(error_frame(request_id, duplicate).SerializeToString())
             return
         run = RequestRun(self, request)
         self.runs[run.key] = run
@@ -182,10 +182,8 @@ class StreamSession:
         for run in list(self.runs.values()):
             run.cancel(Unavailable("the server shut down before this request finished; retry it elsewhere"))
 
-    async def serve(
-        self, requests: AsyncIterator[pb.ChatRequest], write: Callable[[pb.ChatResponse], Awaitable[None]]
-    ) -> None:
-        """Run the stream: read and run requests in background tasks; write their frames here, in order."""
+    async def serve(self, requests: AsyncIterator[pb.ChatRequest], write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run the stream: read and run requests in background tasks; write their encoded frames here, in order."""
         reader = asyncio.ensure_future(self._read(requests))
         drainer = asyncio.ensure_future(self._drain_when_asked())
         try:

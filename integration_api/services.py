@@ -1,31 +1,29 @@
 """The gRPC services: each is a thin binding of the `Gateway` to one provider name.
 
 `ProviderService` implements every RPC once; it is registered under each per-provider service of the
-protocol (which exposes only the RPCs that service declares) and under `UnifiedProviderService` (provider
-chosen per request by `providerName`).
+protocol (exposing only the RPCs that service declares in the .proto) and under `UnifiedProviderService`
+(provider chosen per request by `providerName`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import grpc
 
 from integration_api.gateway import Gateway
 from integration_api.proto import integration_api_pb2 as pb
-from integration_api.proto import integration_api_pb2_grpc as pb_grpc
 
 # Per-provider services of the protocol and the provider each one is bound to.
-PROVIDER_SERVICES: dict[str, tuple[str, Callable[[Any, grpc.aio.Server], None]]] = {
-    "OpenAiService": ("openai", pb_grpc.add_OpenAiServiceServicer_to_server),
-    "AzureService": ("azure", pb_grpc.add_AzureServiceServicer_to_server),
-    "GeminiService": ("gemini", pb_grpc.add_GeminiServiceServicer_to_server),
-    "VertexAiService": ("vertexai", pb_grpc.add_VertexAiServiceServicer_to_server),
-    "CohereService": ("cohere", pb_grpc.add_CohereServiceServicer_to_server),
-    "AnthropicService": ("anthropic", pb_grpc.add_AnthropicServiceServicer_to_server),
-    "MistralService": ("mistral", pb_grpc.add_MistralServiceServicer_to_server),
-    "ReplicateService": ("replicate", pb_grpc.add_ReplicateServiceServicer_to_server),
+PROVIDER_SERVICES: dict[str, str] = {
+    "OpenAiService": "openai",
+    "AzureService": "azure",
+    "GeminiService": "gemini",
+    "VertexAiService": "vertexai",
+    "CohereService": "cohere",
+    "AnthropicService": "anthropic",
+    "MistralService": "mistral",
+    "ReplicateService": "replicate",
 }
 UNIFIED_SERVICE = "UnifiedProviderService"
 
@@ -67,12 +65,39 @@ class ProviderService:
         return await self._gateway.get_version(context)
 
 
+def _method_handlers(servicer: ProviderService, service: str) -> dict[str, grpc.RpcMethodHandler]:
+    """Handlers for the RPCs `service` declares in the .proto, bound to `servicer`.
+
+    StreamChat's frames are encoded by the engine (``integration_api.frames``), so its responses pass through
+    without a serializer; every other RPC serializes its response message as usual.
+    """
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name[service].methods:
+        request_class = getattr(pb, method.input_type.name)
+        behaviour = getattr(servicer, method.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                behaviour, request_deserializer=request_class.FromString, response_serializer=None
+            )
+        else:
+            response_class = getattr(pb, method.output_type.name)
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=request_class.FromString,
+                response_serializer=response_class.SerializeToString,
+            )
+    return handlers
+
+
 def add_services(gateway: Gateway, server: grpc.aio.Server) -> list[str]:
     """Register every service on `server`; returns their full names (for reflection and health)."""
+    bindings = [(service, ProviderService(gateway, provider)) for service, provider in PROVIDER_SERVICES.items()]
+    bindings.append((UNIFIED_SERVICE, ProviderService(gateway, None)))
     names = []
-    for service, (provider, add) in PROVIDER_SERVICES.items():
-        add(ProviderService(gateway, provider), server)
-        names.append(f"integration_api.{service}")
-    pb_grpc.add_UnifiedProviderServiceServicer_to_server(ProviderService(gateway, None), server)  # type: ignore[arg-type]
-    names.append(f"integration_api.{UNIFIED_SERVICE}")
+    for service, servicer in bindings:
+        full_name = pb.DESCRIPTOR.services_by_name[service].full_name
+        handlers = _method_handlers(servicer, service)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
+        server.add_registered_method_handlers(full_name, handlers)
+        names.append(full_name)
     return names

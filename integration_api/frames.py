@@ -17,7 +17,8 @@ from providers.types import ChatFinished, ToolCallDelta, Usage
 ASSISTANT = "assistant"
 
 # Wire bytes of the constant parts of a text-delta frame (see TextFrameEncoder).
-_FRAME_HEAD = b"\x08\xc8\x01\x10\x01\x1a"  # code (1) = 200, success (2) = true, then the requestId (3) tag
+_FRAME_HEAD = b"\x08\xc8\x01\x10\x01"  # code (1) = 200, success (2) = true
+_REQUEST_ID_TAG = b"\x1a"  # requestId (3), omitted when empty as protobuf does
 _DATA_TAG = b"\x22"  # data (4)
 _ASSISTANT_MESSAGE_HEAD = b"\x0a\x09assistant\x52"  # Message.role (1) = "assistant", then the assistant (10) tag
 _CONTENTS_TAG = b"\x12"  # AssistantMessage.contents (2)
@@ -47,7 +48,8 @@ class TextFrameEncoder:
 
     def __init__(self, request_id: str) -> None:
         encoded = request_id.encode()
-        self._head = _FRAME_HEAD + _varint(len(encoded)) + encoded + _DATA_TAG
+        request_id_field = _REQUEST_ID_TAG + _varint(len(encoded)) + encoded if encoded else b""
+        self._head = _FRAME_HEAD + request_id_field + _DATA_TAG
 
     def __call__(self, text: str) -> bytes:
         encoded = text.encode()

@@ -1,19 +1,33 @@
 """The registry from provider name to `ProviderSpec`.
 
 Built-in providers register through the same `register` call a third party would use; the server builds one
-registry at start-up (`default_registry`) and passes it down.
+registry at start-up (`default_registry`) and passes it down. Vendor adapters are imported on first use: their
+SDKs take seconds to import, and a server that never calls a vendor should not pay for it.
 """
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Iterator
 
 from integration_api.errors import InvalidArgument, Unimplemented
-from providers.base import ProviderSpec
+from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 
 # Every provider name the protocol knows, whether or not an adapter for it is enabled in this build.
 PROTOCOL_PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertexai", "mistral", "cohere", "replicate")
+
+# Built-in adapters: module `providers.<name>` exposes `SPEC`, whose RPCs must match this table (a test checks).
+BUILTIN_RPCS: dict[str, frozenset[str]] = {
+    "openai": CHAT_RPCS | {"Embedding", "GetModeration"},
+    "azure": CHAT_RPCS | {"Embedding", "GetModeration"},
+    "anthropic": CHAT_RPCS,
+    "gemini": CHAT_RPCS | {"Embedding"},
+    "vertexai": CHAT_RPCS | {"Embedding"},
+    "mistral": CHAT_RPCS,
+    "cohere": CHAT_RPCS | {"Embedding", "Reranking"},
+    "replicate": CHAT_RPCS,
+}
 
 
 class ProviderRegistry:
@@ -43,19 +57,47 @@ class ProviderRegistry:
         return iter(sorted(self._specs.values(), key=lambda spec: spec.name))
 
 
-# Built-in adapters: module `providers.<name>` exposes `SPEC`. A module not present in this build is skipped.
-BUILTIN_MODULES = ("simulated", *PROTOCOL_PROVIDERS)
+class _LazyAdapter:
+    """A factory that imports `providers.<name>` the first time a request needs it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._spec: ProviderSpec | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> ProviderSpec:
+        if self._spec is None:
+            with self._lock:
+                if self._spec is None:
+                    spec: ProviderSpec = importlib.import_module(f"providers.{self.name}").SPEC
+                    self._spec = spec
+        return self._spec
+
+    def __call__(self, credential: CredentialValue, env: ProviderEnv) -> Provider:
+        return self.load().factory(credential, env)
+
+
+def builtin_spec(name: str) -> ProviderSpec:
+    """The spec of a built-in adapter, without importing its SDK yet."""
+    return ProviderSpec(name, _LazyAdapter(name), BUILTIN_RPCS[name], f"built-in {name} adapter")
 
 
 def default_registry() -> ProviderRegistry:
     """The registry of every built-in provider."""
+    from providers import simulated
+
     registry = ProviderRegistry()
-    for module_name in BUILTIN_MODULES:
-        try:
-            module = importlib.import_module(f"providers.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"providers.{module_name}":
-                raise
-            continue
-        registry.register(module.SPEC)
+    registry.register(simulated.SPEC)
+    for name in PROTOCOL_PROVIDERS:
+        registry.register(builtin_spec(name))
     return registry
+
+
+def preload(registry: ProviderRegistry) -> None:
+    """Import every lazily registered adapter now (a server may prefer paying this at start-up)."""
+    for spec in registry:
+        if isinstance(spec.factory, _LazyAdapter):
+            spec.factory.load()
+
+
+__all__ = ["BUILTIN_RPCS", "PROTOCOL_PROVIDERS", "ProviderRegistry", "builtin_spec", "default_registry"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.testing.emulators import Emulator, Fault, RecordedRequest, Script, ToolCallScript, emulator_for
 from tests.conftest import RunningGateway, make_settings, start_gateway
-from tests.grpc_helpers import StreamDriver, cancel_request, chat_request, credential
+from tests.grpc_helpers import StreamDriver, cancel_request, chat_request, credential, packed_value
 
 SECRET_KEY = "sk-test-SECRET-4f9a1c77e2"
 
@@ -277,3 +278,52 @@ def _weather_tool() -> pb.ToolDefinition:
 def _chat_requests(emulator: Emulator) -> list[RecordedRequest]:
     """Requests that start a completion (not token exchanges, model lists, stream reads or cancels)."""
     return [r for r in emulator.requests if r.method == "POST" and not r.path.endswith(("/token", "/cancel"))]
+
+
+UNARY_SUPPORT = {
+    "Embedding": {"openai", "azure", "gemini", "vertexai", "cohere"},
+    "Reranking": {"cohere"},
+    "GetModeration": {"openai", "azure"},
+}
+
+
+async def test_unary_rpcs_where_supported(harness: Harness) -> None:
+    name, stub, md = harness.vendor.name, harness.gateway.unified, harness.gateway.metadata
+    cred = credential(**harness.vendor.credential(harness.emulator))
+    verified = await stub.VerifyCredential(pb.VerifyCredentialRequest(providerName=name, credential=cred), metadata=md)
+    assert verified.success, verified.errorMessage
+    if name in UNARY_SUPPORT["Embedding"]:
+        model = {"model.name": packed_value(harness.vendor.model)}
+        request = pb.EmbeddingRequest(
+            providerName=name, credential=cred, content={0: "alpha", 1: "beta"}, modelParameters=model
+        )
+        embedded = await stub.Embedding(request, metadata=md)
+        assert [e.index for e in embedded.data] == [0, 1] and all(len(e.embedding) > 0 for e in embedded.data)
+    if name in UNARY_SUPPORT["Reranking"]:
+        request = pb.RerankingRequest(providerName=name, credential=cred, query="q", content={0: "a", 1: "b"})
+        ranked = await stub.Reranking(request, metadata=md)
+        assert sorted(r.index for r in ranked.data) == [0, 1]
+    if name in UNARY_SUPPORT["GetModeration"]:
+        request = pb.GetModerationRequest(providerName=name, credential=cred, content="some text")
+        moderated = await stub.GetModeration(request, metadata=md)
+        assert moderated.success and moderated.data
+    unsupported = [rpc for rpc, vendors in UNARY_SUPPORT.items() if name not in vendors]
+    for rpc in unsupported:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            if rpc == "Embedding":
+                await stub.Embedding(
+                    pb.EmbeddingRequest(providerName=name, credential=cred, content={0: "x"}), metadata=md
+                )
+            elif rpc == "Reranking":
+                await stub.Reranking(pb.RerankingRequest(providerName=name, credential=cred, query="q"), metadata=md)
+            else:
+                await stub.GetModeration(pb.GetModerationRequest(providerName=name, credential=cred), metadata=md)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED and name in (caught.value.details() or "")
+
+
+async def test_a_rejected_key_is_an_answer_of_verify_credential(harness: Harness) -> None:
+    harness.emulator.enqueue(*[Script(fault=Fault(status=401))] * 3)
+    cred = credential(**harness.vendor.credential(harness.emulator))
+    request = pb.VerifyCredentialRequest(providerName=harness.vendor.name, credential=cred)
+    answer = await harness.gateway.unified.VerifyCredential(request, metadata=harness.gateway.metadata)
+    assert not answer.success and answer.code == 401 and SECRET_KEY not in answer.errorMessage

@@ -9,7 +9,7 @@ a user turn of ``tool_result`` blocks; consecutive turns of one role are merged,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -42,6 +42,7 @@ from integration_api.errors import (
     Unavailable,
     from_http_status,
 )
+from providers._http import retry_after, scrub
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -368,7 +369,7 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
 
 def _status_error(exc: anthropic.APIStatusError, secret: str) -> GatewayError:
     request_id = exc.request_id or None
-    text = _scrub(exc.api_message or exc.message, secret)
+    text = scrub(exc.api_message or exc.message, secret)
     if exc.status_code < 400:  # an `event: error` inside a stream that started with 200
         kind = exc.type or "api_error"
         message = f"{NAME} sent an error event ({kind}): {text}"
@@ -377,19 +378,6 @@ def _status_error(exc: anthropic.APIStatusError, secret: str) -> GatewayError:
     return from_http_status(
         exc.status_code, message, retry_after=retry_after(exc.response.headers), provider_request_id=request_id
     )
-
-
-def _scrub(text: str, secret: str) -> str:
-    # An upstream may echo (part of) the key in an authentication error; never pass the key on.
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The upstream's retry advice: Anthropic sends `retry-after` in seconds."""
-    try:
-        return max(float(headers.get("retry-after") or ""), 0.0)
-    except ValueError:
-        return None
 
 
 # --- factory ---------------------------------------------------------------------------------------------------

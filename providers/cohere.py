@@ -29,6 +29,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
+from providers._http import retry_after, scrub
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -328,7 +329,7 @@ def _finished(state: _StreamState, secret: str) -> ChatFinished:
         raise Unavailable("the cohere stream ended before its message-end event")
     reason = str(end.finish_reason or "")
     if reason == "ERROR":
-        detail = _scrub(end.error or "no detail", secret)
+        detail = scrub(end.error or "no detail", secret)
         raise Unavailable(f"cohere reported an error while generating: {detail}", provider_request_id=state.message_id)
     if reason == "TIMEOUT":
         raise DeadlineExceeded("cohere timed out while generating", provider_request_id=state.message_id)
@@ -363,22 +364,10 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
     message = body.get("message") if isinstance(body.get("message"), str) else f"HTTP {status}"
     return from_http_status(
         status,
-        f"cohere answered HTTP {status}: {_scrub(str(message), secret)}",
+        f"cohere answered HTTP {status}: {scrub(str(message), secret)}",
         retry_after=retry_after(exc.headers or {}),
         provider_request_id=request_id,
     )
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The upstream's retry advice in seconds (`retry-after`, in seconds), if it gave one."""
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return None
 
 
 # --- construction ----------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from integration_api.errors import (
 )
 from integration_api.settings import Settings
 from providers import _genai_wire as wire
+from providers._http import scrub
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -197,7 +198,7 @@ def gateway_error(exc: Exception, vendor: str, secret: str = "") -> GatewayError
     if isinstance(exc, errors.UnknownApiResponseError | json.JSONDecodeError):
         return Unavailable(f"{vendor} sent a stream event that is not valid JSON")
     if isinstance(exc, ValueError):  # the SDK validates requests before sending them
-        return InvalidArgument(f"the {vendor} request is not valid: {_scrub(str(exc), secret)}")
+        return InvalidArgument(f"the {vendor} request is not valid: {scrub(str(exc), secret)}")
     return Internal(f"the {vendor} client failed: {type(exc).__name__}")
 
 
@@ -205,7 +206,7 @@ def _api_error(exc: errors.APIError, vendor: str, secret: str) -> GatewayError:
     body = _error_body(exc.details)
     status = _http_status(exc, body)
     name = f" {exc.status}" if exc.status else ""
-    message = f"{vendor} returned HTTP {status}{name}: {_scrub(exc.message or '', secret)}"
+    message = f"{vendor} returned HTTP {status}{name}: {scrub(exc.message or '', secret)}"
     headers = getattr(exc.response, "headers", None)
     return from_http_status(status, message, retry_after=_retry_after(headers, body))
 
@@ -254,10 +255,6 @@ def _auth_error(exc: auth_errors.GoogleAuthError, vendor: str) -> GatewayError:
     if isinstance(exc, auth_errors.RefreshError) and not getattr(exc, "retryable", False):
         return Unauthenticated(f"{vendor} refused to exchange the service account key for a token")
     return Unavailable(f"could not get an access token for {vendor} ({type(exc).__name__})")
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 # --- factory ---------------------------------------------------------------------------------------------------

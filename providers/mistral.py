@@ -9,7 +9,7 @@ models. The SDK's exceptions carry the HTTP status; they are mapped once, here, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
+from providers._http import retry_after, scrub
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -295,7 +296,7 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
     request_id = exc.headers.get("mistral-correlation-id") or _text(body.get("request_id"))
     if 200 <= exc.status_code < 300:  # a stream event the SDK could not read: an error object, or garbage
         return _stream_error(body.get("data"), secret, request_id)
-    message = _scrub(_text(body.get("message")) or f"HTTP {exc.status_code}", secret)
+    message = scrub(_text(body.get("message")) or f"HTTP {exc.status_code}", secret)
     return from_http_status(
         exc.status_code,
         f"mistral answered HTTP {exc.status_code}: {message}",
@@ -308,7 +309,7 @@ def _stream_error(data: object, secret: str, request_id: str) -> GatewayError:
     if not isinstance(data, dict) or data.get("object") != "error":
         return Unavailable("mistral sent a stream event that is not a valid chunk")
     status = STATUS_BY_ERROR_TYPE.get(_text(data.get("type")), 500)
-    message = _scrub(_text(data.get("message")) or "error event", secret)
+    message = scrub(_text(data.get("message")) or "error event", secret)
     return from_http_status(status, f"mistral stream error: {message}", provider_request_id=request_id or None)
 
 
@@ -322,18 +323,6 @@ def _json(text: str) -> dict[str, Any]:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The upstream's retry advice in seconds (`retry-after`, in seconds), if it gave one."""
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return None
 
 
 # --- construction ----------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
+from providers._http import retry_after, scrub
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -86,7 +87,7 @@ class _StatusError(ReplicateError):
     def __init__(self, response: httpx.Response) -> None:
         base = ReplicateError.from_response(response)
         super().__init__(base.type, base.title, base.status, base.detail, base.instance)
-        self.retry_after = _retry_after(response.headers)
+        self.retry_after = retry_after(response.headers)
 
 
 class ReplicateClient(Client):
@@ -250,7 +251,7 @@ class ReplicateProvider(Provider):
 
     def _error(self, exc: Exception, prediction_id: str | None = None) -> GatewayError:
         if isinstance(exc, ReplicateError) and exc.status is not None:
-            message = f"{NAME} returned HTTP {exc.status}: {self._scrub(exc.detail or exc.title or '')[:500]}"
+            message = f"{NAME} returned HTTP {exc.status}: {self._redact(exc.detail or exc.title or '')[:500]}"
             if exc.status == 402:  # spend limit or billing: no retry fixes it, the account owner must act
                 return PermissionDenied(message, upstream_status=402, provider_request_id=prediction_id)
             retry_after = exc.retry_after if isinstance(exc, _StatusError) else None
@@ -265,8 +266,8 @@ class ReplicateProvider(Provider):
             return Unavailable(message, provider_request_id=prediction_id)
         return Internal(f"the {NAME} client failed: {type(exc).__name__}")
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+    def _redact(self, text: str) -> str:
+        return scrub(text, self._secret)
 
 
 # --- request ------------------------------------------------------------------------------------------------------
@@ -415,14 +416,6 @@ def _json_object(data: str, prediction_id: str) -> dict[str, Any]:
 
 def _count(value: Any, fallback: int) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else fallback
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """retry-after in seconds (Replicate sends whole seconds; an HTTP date is left to the default backoff)."""
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return None
 
 
 def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:

@@ -46,5 +46,13 @@ check: lint typecheck protos-check test ## Everything CI runs.
 bench: venv ## The side-by-side benchmark (bench/README.md).
 	$(BIN)/python -m bench.run
 
+PEERS_VENV := bench/.peers-venv
+LITELLM ?= litellm[proxy]==1.106.2
+
+bench-peers: ## Install the peer gateways bench/ compares with (LiteLLM proxy) into bench/.peers-venv.
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q '$(LITELLM)'
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

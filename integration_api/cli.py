@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 
 from auth.cli import keys_app
+from integration_api.loadtest import bench_command
 from integration_api.settings import Settings
 
 app = typer.Typer(help="A gRPC gateway to every major LLM provider.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys; issue service tokens.")
+app.command(name="bench")(bench_command)
 
 
 def _run(coroutine: object) -> None:

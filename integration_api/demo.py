@@ -1,4 +1,7 @@
-"""The demo: a server plus a client streaming a reply from the built-in `simulated` provider, no keys needed."""
+"""The demo: a server plus a client streaming a reply from the built-in `simulated` provider, no keys needed.
+
+The client side is written with ``integration_api.client``, exactly as a backend service would use it.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +10,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-from google.protobuf import any_pb2, struct_pb2
+from integration_api.client import (
+    APIConnectionError,
+    APIError,
+    AsyncClient,
+    AuthenticationError,
+    ChatResult,
+    ClientDisabledError,
+    Credential,
+    PermissionDeniedError,
+    TextDelta,
+)
 
-from integration_api.proto import integration_api_pb2 as pb
-from integration_api.proto import integration_api_pb2_grpc as pb_grpc
-
+# Failures of the connection or the stream itself, rather than of the one request (exit code 2, as before).
+_REFUSED = (AuthenticationError, PermissionDeniedError, APIConnectionError, ClientDisabledError)
 DEMO_MESSAGE = "Hello from integration-api! This reply is streamed word by word over one gRPC stream."
 
 
-def _value(value: str | float) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(
-        struct_pb2.Value(string_value=value) if isinstance(value, str) else struct_pb2.Value(number_value=value)
-    )
-    return packed
-
-
-def build_request(message: str, provider: str, model: str, credential_key: str | None, delay_ms: int) -> pb.ChatRequest:
-    parameters: dict[str, str | float] = {}
-    if model:
-        parameters["model.name"] = model
-    if delay_ms and provider == "simulated":
-        parameters["model.simulated_delay_ms"] = delay_ms
-    credential = struct_pb2.Struct()
-    if credential_key:
-        credential.update({"key": credential_key})
-    return pb.ChatRequest(
-        requestId="demo-1",
-        providerName=provider,
-        credential=pb.Credential(value=credential),
-        conversations=[pb.Message(role="user", user=pb.UserMessage(content=message))],
-        modelParameters={key: _value(value) for key, value in parameters.items()},
-    )
+def _print_result(result: ChatResult, started: float) -> None:
+    usage = result.usage
+    first_ms = result.timings.first_token_ms or 0.0
+    total_ms = 1000 * (time.perf_counter() - started)
+    print(f"\n\n[{result.finish_reason}] {usage.input_tokens} tokens in, {usage.output_tokens} out;")
+    print(f"first token after {first_ms:.1f} ms, {total_ms:.0f} ms in all")
 
 
 async def stream_one_reply(
@@ -52,30 +45,30 @@ async def stream_one_reply(
     delay_ms: int,
 ) -> int:
     """Send one request on a StreamChat stream and print the reply as it arrives; returns an exit code."""
-    metadata = (("x-api-key", api_key),) if api_key else ()
+    parameters = {"simulated_delay_ms": delay_ms} if delay_ms and provider == "simulated" else {}
+    credential = Credential.of(key=credential_key) if credential_key else None
     started = time.perf_counter()
-    async with grpc.aio.insecure_channel(target) as channel:
-        stream = pb_grpc.UnifiedProviderServiceStub(channel).StreamChat(metadata=metadata)
-        await stream.write(build_request(message, provider, model, credential_key, delay_ms))
-        await stream.done_writing()
+    async with AsyncClient(target, api_key=api_key) as client, client.stream(provider) as stream:
+        response = stream.chat(
+            [{"role": "user", "content": message}],
+            model=model or None,
+            credential=credential,
+            parameters=parameters,
+            request_id="demo-1",
+        )
         try:
-            async for frame in stream:
-                if not frame.final:
-                    sys.stdout.write("".join(frame.data.assistant.contents))
+            async for event in response:
+                if isinstance(event, TextDelta):
+                    sys.stdout.write(event.text)
                     sys.stdout.flush()
-                elif frame.success:
-                    metrics = {metric.name: metric.value for metric in frame.metrics}
-                    first_ms = int(metrics["FIRST_TOKEN_RECIEVED_TIME"]) / 1e6
-                    total_ms = 1000 * (time.perf_counter() - started)
-                    usage = frame.usage
-                    print(f"\n\n[{frame.finishReason}] {usage.inputTokens} tokens in, {usage.outputTokens} out;")
-                    print(f"first token after {first_ms:.1f} ms, {total_ms:.0f} ms in all")
-                else:
-                    print(f"\nerror {frame.code} {frame.error.status}: {frame.error.errorMessage}", file=sys.stderr)
-                    return 1
-        except grpc.aio.AioRpcError as error:
-            print(f"\nthe gateway refused the stream: {error.code().name}: {error.details()}", file=sys.stderr)
+                elif isinstance(event, ChatResult):
+                    _print_result(event, started)
+        except _REFUSED as error:
+            print(f"\nthe gateway refused the stream: {error}", file=sys.stderr)
             return 2
+        except APIError as error:
+            print(f"\nerror {error.code} {error.status}: {error.message}", file=sys.stderr)
+            return 1
     return 0
 
 

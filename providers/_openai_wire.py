@@ -1,35 +1,43 @@
 """The OpenAI chat-completions wire format, shared by the `openai` and `azure` adapters.
 
 Three mappings live here, independent of how the SDK client was built: the gateway's `ChatCall` and its
-``model.*`` parameters to the arguments of ``chat.completions.create``; the streamed ``ChatCompletionChunk``s
-back to gateway events; and the ``openai`` SDK's exceptions to `GatewayError`s (once, by exception type, HTTP
-status and the error body's ``code``/``type`` fields, never by message text). Vendor types stay in here.
+``model.*`` parameters to the arguments of ``chat.completions.create``; the streamed chat-completion chunks
+back to gateway events; and the ``openai`` SDK's (and its transport's) exceptions to `GatewayError`s (once, by
+exception type, HTTP status and the error body's ``code``/``type`` fields, never by message text). Vendor
+types stay in here.
+
+The stream is the hot path: the SDK sends the request (``with_streaming_response``), and the body's SSE bytes
+are read here with `providers._sse` and orjson. The SDK's own stream reader builds a pydantic object per chunk,
+which costs more CPU than everything else in a request together.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
+import httpx2
 import openai
-from openai import AsyncStream
+import orjson
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
-    ChatCompletionChunk,
     ChatCompletionMessageParam,
     ChatCompletionMessageToolCallParam,
     ChatCompletionToolMessageParam,
 )
-from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
-from openai.types.completion_usage import CompletionUsage
 
 from integration_api.errors import DeadlineExceeded, GatewayError, Internal, Unavailable, from_http_status
+from providers._sse import SSEDecoder, SSEError
 from providers.parameters import ParameterReader
 from providers.types import (
     AssistantMessage,
@@ -47,8 +55,16 @@ from providers.types import (
     Usage,
 )
 
-# What the SDK lets escape from a call: its own errors, and the JSON error of a stream event that is not JSON.
-SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, json.JSONDecodeError)
+# What may escape from a call: the SDK's own errors, aiohttp's that its aiohttp transport lets through (protocol
+# errors) and, while the adapter reads a stream's body itself, the transport's errors, the SSE decoder's and the
+# JSON error of an event that is not JSON.
+SDK_ERRORS: tuple[type[Exception], ...] = (
+    openai.OpenAIError,
+    aiohttp.ClientError,
+    httpx2.RequestError,
+    SSEError,
+    json.JSONDecodeError,
+)
 
 TOOL_CHOICES = ("auto", "required", "none")
 ENCODING_FORMATS = ("float", "base64")
@@ -155,66 +171,161 @@ def chat_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
 
 # --- streamed response -----------------------------------------------------------------------------------------
 
+# After [DONE] the rest of the body (the chunked-encoding terminator, normally already received) is read so that
+# the connection goes back to the pool instead of being closed; a server that keeps talking gets this long.
+_DRAIN_TIMEOUT_S = 0.1
+
 
 async def chat_events(
-    open_stream: Callable[[], Awaitable[AsyncStream[ChatCompletionChunk]]],
-    translate: Callable[[Exception], GatewayError],
+    open_response: Callable[[], Awaitable[httpx2.Response]], translate: Callable[[Exception], GatewayError]
 ) -> AsyncIterator[ChatEvent]:
-    """Gateway events from the chat-completions stream `open_stream` starts, as each chunk arrives.
+    """Gateway events from the chat-completions stream `open_response` starts, as each network read arrives.
 
-    This is the hot path, and the only generator between the SDK's stream and the caller: per chunk it only
-    reads attributes of the SDK's chunk and yields one event per text or tool-call piece. Chunks with empty
-    `choices` (Azure's prompt annotations, the final usage chunk) yield nothing. `open_stream` runs at the first
-    iteration, so its validation errors surface there too; SDK errors leave through `translate`.
+    This is the hot path. The SDK builds and sends the request, applies auth and raises its typed error for a
+    non-2xx answer; `open_response` returns the response with its body unread. Its SSE bytes are decoded here
+    (`providers._sse`) and each event's JSON read with orjson straight into gateway events, with none of the
+    SDK's per-chunk pydantic objects; every event a read completes is yielded at once. `open_response` runs at
+    the first iteration, so its validation errors surface there too; SDK, transport and decoding errors leave
+    through `translate`. Closing the generator early (aclose, cancellation) closes the upstream response.
     """
-    finish: str | None = None
-    usage: CompletionUsage | None = None
-    called_tools = False
-    response_id = ""
     try:
-        stream = await open_stream()
-        # `async with` closes the upstream response when the consumer stops early (aclose, cancellation).
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None:  # Azure's annotation-only choices carry no delta
-                        # A refusal (structured outputs) is the reply's text too; read only when there is no content.
-                        text = delta.content or delta.refusal
-                        if text:
-                            yield TextDelta(text)
-                        if delta.tool_calls:
-                            called_tools = True
-                            for call in delta.tool_calls:
-                                yield _tool_delta(call)
-                    if choice.finish_reason is not None:
-                        finish = choice.finish_reason
-                        response_id = chunk.id
+        response = await open_response()
+        reader = ChunkReader(response)
+        decoder = SSEDecoder()
+        # `aclosing` closes the upstream response when the consumer stops early (aclose, cancellation).
+        async with aclosing(response), aclosing(response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                for sse in decoder.feed(chunk):
+                    for event in reader.read(sse.data):
+                        yield event
+                if reader.done:
+                    await _drain(chunks)
+                    break
+            else:
+                for sse in decoder.flush():
+                    for event in reader.read(sse.data):
+                        yield event
+        finished = reader.finished(response_request_id(response.headers))
     except SDK_ERRORS as exc:
         raise translate(exc) from exc
-    if finish is None:
-        raise Unavailable("the upstream stream ended before it sent a finish reason")
-    request_id = response_request_id(stream.response.headers) or response_id
-    yield ChatFinished(_finish_reason(finish, called_tools), _usage(usage), request_id)
+    yield finished
 
 
-def _tool_delta(call: ChoiceDeltaToolCall) -> ToolCallDelta:
-    function = call.function
-    if function is None:
-        return ToolCallDelta(call.index, call.id or "")
-    return ToolCallDelta(call.index, call.id or "", function.name or "", function.arguments or "")
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] to the end of the body, for a moment at most (see `_DRAIN_TIMEOUT_S`)."""
+    with contextlib.suppress(TimeoutError, httpx2.RequestError, aiohttp.ClientError):
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for _ in chunks:
+                pass
+
+
+class ChunkReader:
+    """One stream's chat-completion chunks (JSON bytes) read into gateway events, and what the end needs.
+
+    Chunks with empty ``choices`` (Azure's prompt annotations, the final usage chunk) yield nothing; a chunk
+    with an ``error`` member raises the SDK's `openai.APIError`, as the SDK itself does, and a chunk that is
+    JSON of the wrong shape raises `openai.APIResponseValidationError`, so `gateway_error` maps both.
+    """
+
+    __slots__ = ("called_tools", "done", "finish", "response", "response_id", "usage")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self.response = response  # the upstream response, for the SDK errors raised from its events
+        self.done = False  # [DONE] was read: what follows is ignored
+        self.finish: str | None = None
+        self.usage: object = None
+        self.called_tools = False
+        self.response_id = ""
+
+    def read(self, data: bytes) -> Sequence[ChatEvent]:
+        """The events of one SSE data payload."""
+        if self.done or not data:
+            return ()
+        if data.startswith(b"[DONE]"):
+            self.done = True
+            return ()
+        chunk = orjson.loads(data)
+        try:
+            return self._events(chunk)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise openai.APIResponseValidationError(
+                self.response, chunk, message=f"a stream chunk does not match the API ({exc})"
+            ) from exc
+
+    def _events(self, chunk: Any) -> list[ChatEvent]:
+        error = chunk.get("error")
+        if error:
+            raise _error_event(error, self.response.request)
+        usage = chunk.get("usage")
+        if usage is not None:
+            self.usage = usage
+        events: list[ChatEvent] = []
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta")
+            if delta:  # Azure's annotation-only choices carry no delta
+                self._delta(delta, events)
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                self.finish = _text(finish)
+                self.response_id = _text(chunk.get("id"))
+        return events
+
+    def _delta(self, delta: Any, events: list[ChatEvent]) -> None:
+        # A refusal (structured outputs) is the reply's text too; read only when there is no content.
+        text = delta.get("content") or delta.get("refusal")
+        if text:
+            events.append(TextDelta(_text(text)))
+        calls = delta.get("tool_calls")
+        if calls:
+            self.called_tools = True
+            events.extend(map(_tool_delta, calls))
+
+    def finished(self, request_id: str) -> ChatFinished:
+        """The closing event, once the stream has ended; the upstream's request id wins over the chunks' id."""
+        if self.finish is None:
+            raise Unavailable("the upstream stream ended before it sent a finish reason")
+        reason = _finish_reason(self.finish, self.called_tools)
+        return ChatFinished(reason, _usage(self.usage), request_id or self.response_id)
+
+
+def _error_event(error: object, request: httpx2.Request) -> openai.APIError:
+    """The SDK's own exception for an in-stream error event, built as its stream reader builds it."""
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message:
+        message = "An error occurred during streaming"
+    return openai.APIError(message, request, body=error)
+
+
+def _tool_delta(call: Any) -> ToolCallDelta:
+    index = call["index"]
+    if type(index) is not int:
+        raise TypeError(f"tool call index {index!r} is not an integer")
+    function = call.get("function")
+    if not function:
+        return ToolCallDelta(index, _text(call.get("id")))
+    return ToolCallDelta(index, _text(call.get("id")), _text(function.get("name")), _text(function.get("arguments")))
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
 
 
 def _finish_reason(value: str, called_tools: bool) -> FinishReason:
     return _FINISH.get(value) or ("tool_calls" if called_tools else "stop")
 
 
-def _usage(usage: CompletionUsage | None) -> Usage:
-    if usage is None:  # a compatible server that ignores stream_options.include_usage
+def _usage(usage: object) -> Usage:
+    if not isinstance(usage, dict):  # None: a compatible server that ignores stream_options.include_usage
         return Usage()
-    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+
+
+def _count(value: object) -> int:
+    return value if type(value) is int else 0
 
 
 def response_request_id(headers: Mapping[str, str]) -> str:
@@ -250,20 +361,38 @@ def _floats(embedding: object) -> tuple[float, ...]:
 
 def gateway_error(exc: Exception, vendor: str, secret: str) -> GatewayError:
     """The GatewayError for an exception the SDK raised; `secret` is scrubbed from any upstream text."""
-    if isinstance(exc, openai.APITimeoutError):
-        return DeadlineExceeded(f"{vendor} did not answer in time")
-    if isinstance(exc, openai.APIConnectionError):
-        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "connection error"
-        return Unavailable(f"could not reach {vendor} or the connection broke ({cause})")
+    if isinstance(exc, openai.APIConnectionError | httpx2.RequestError | aiohttp.ClientError):
+        return _transport_error(exc, vendor)
     if isinstance(exc, openai.APIStatusError):
         return _status_error(exc, vendor, secret)
     if isinstance(exc, openai.APIResponseValidationError):
         return Unavailable(f"{vendor} sent a response that does not match its API")
     if isinstance(exc, openai.APIError):
         return _stream_error(exc, vendor, secret)
+    if isinstance(exc, SSEError):
+        return Unavailable(f"{vendor} sent an event stream that cannot be decoded: {exc}")
     if isinstance(exc, json.JSONDecodeError):
         return Unavailable(f"{vendor} sent a stream event that is not valid JSON")
     return Internal(f"the {vendor} client failed: {type(exc).__name__}")
+
+
+def _transport_error(exc: Exception, vendor: str) -> GatewayError:
+    """A timeout or a broken connection: the SDK's (sending) or the transport's own (reading a stream's body).
+
+    The SDK's aiohttp transport reports every aiohttp connection error (refused, reset, disconnected before the
+    answer) as an ``httpx2.ConnectTimeout``, so a "timeout" caused by an aiohttp error that is not a timeout is
+    a broken connection; and it lets aiohttp's protocol errors (a malformed status line or chunk) through
+    as they are. The message names the root cause's type (e.g. ``ConnectionRefusedError``).
+    """
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    broken = any(isinstance(e, aiohttp.ClientError) and not isinstance(e, TimeoutError) for e in chain)
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | TimeoutError) and not broken:
+        return DeadlineExceeded(f"{vendor} did not answer in time")
+    root = chain[-1]
+    cause = "connection error" if isinstance(root, openai.OpenAIError) else type(root).__name__
+    return Unavailable(f"could not reach {vendor} or the connection broke ({cause})")
 
 
 def _status_error(exc: openai.APIStatusError, vendor: str, secret: str) -> GatewayError:

@@ -16,7 +16,7 @@ from integration_api.errors import InvalidArgument
 from providers.base import CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
-from providers.openai import RPCS, OpenAIProvider, sdk_timeout
+from providers.openai import RPCS, OpenAIProvider, http_client, sdk_timeout
 
 NAME = "azure"
 # The latest GA data-plane API version; a credential's `api_version` overrides it.
@@ -44,6 +44,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
             api_version=api_version,
             max_retries=0,
             timeout=sdk_timeout(env.settings),
+            http_client=http_client(env.settings),
         )
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, endpoint), create)

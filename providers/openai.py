@@ -4,16 +4,21 @@ Credential: ``key`` (required) and optionally ``base_url``: a vLLM, Ollama, Groq
 adapter with its URL there (honoured only when the server's allowlist permits it). Chat streams chat completions
 with ``stream_options.include_usage``; Embedding, GetModeration and VerifyCredential (``models.list``) are the
 matching endpoints. `OpenAIProvider` is also the `azure` adapter, over an ``AsyncAzureOpenAI`` client.
+
+Clients use the SDK's aiohttp transport and one shared TLS context. The SDK builds and sends each chat request
+(auth, URL, typed errors), and `_openai_wire` reads the streamed body itself: see there why.
 """
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import AsyncIterator
-from functools import partial
+from typing import Any
 
+import httpx2
 import openai
-from openai import AsyncOpenAI, AsyncStream, omit
-from openai.types.chat import ChatCompletionChunk
+from openai import AsyncOpenAI, omit
 
 from integration_api.errors import GatewayError, InvalidArgument, Unavailable
 from integration_api.settings import Settings
@@ -44,6 +49,21 @@ def sdk_timeout(settings: Settings) -> openai.Timeout:
     return openai.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s)
 
 
+def http_client(settings: Settings) -> openai.DefaultAioHttpClient:
+    """The SDK's own aiohttp transport (less CPU per request and per read than its default httpx2 one)."""
+    return openai.DefaultAioHttpClient(timeout=sdk_timeout(settings), verify=tls_context())
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context shared by every client, built on first use.
+
+    Building one loads the CA bundle: ~20 ms of blocking CPU that would otherwise stall the event loop each
+    time a new credential's client is created.
+    """
+    return httpx2.create_ssl_context()
+
+
 class OpenAIProvider(Provider):
     """A chat-completions caller over one SDK client (an ``AsyncOpenAI`` or an ``AsyncAzureOpenAI``)."""
 
@@ -65,23 +85,33 @@ class OpenAIProvider(Provider):
         self._embedding_model = embedding_model
 
     def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
-        return wire.chat_events(partial(self._open_chat, call), self._error)
+        return wire.chat_events(functools.partial(self._open_chat, call), self._error)
 
-    async def _open_chat(self, call: ChatCall) -> AsyncStream[ChatCompletionChunk]:
+    async def _open_chat(self, call: ChatCall) -> httpx2.Response:
+        """Send the streamed request; the open response's body is left to `wire.chat_events`.
+
+        ``client.post`` is the SDK's own request path (URL, auth, Azure's deployment routing, timeouts and its
+        typed error for a non-2xx answer) minus ``chat.completions.create``'s per-request type walk over the
+        body, which for a body we build ourselves from typed values changes nothing and costs ~0.2 ms for one
+        message and ~7 ms for a 30-message conversation with tools.
+        """
         params = ParameterReader(call.parameters)
-        model = self._model(params, self._chat_model)
-        options = wire.chat_options(params)
+        body: dict[str, Any] = {"model": self._model(params, self._chat_model)}
+        body.update(wire.chat_options(params))
         params.reject_unused(self.name)
+        body["messages"] = wire.chat_messages(call.messages)
         if call.tools:
-            options["tools"] = wire.chat_tools(call.tools)
-        stream: AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
-            model=model,
-            messages=wire.chat_messages(call.messages),
+            body["tools"] = wire.chat_tools(call.tools)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        response: httpx2.Response = await self._client.post(
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            body=body,
+            options={"security": {"bearer_auth": True}},
             stream=True,
-            stream_options={"include_usage": True},
-            **options,
         )
-        return stream
+        return response
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
         params = ParameterReader(call.parameters)
@@ -145,7 +175,13 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     base_url = resolve_base_url(NAME, credential, env) or DEFAULT_BASE_URL
 
     def create() -> AsyncOpenAI:
-        return AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=sdk_timeout(env.settings))
+        return AsyncOpenAI(
+            api_key=key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=sdk_timeout(env.settings),
+            http_client=http_client(env.settings),
+        )
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
     return OpenAIProvider(client, key)

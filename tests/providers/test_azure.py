@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import aiohttp.web
+import orjson
 import pytest
 
 from integration_api.errors import (
@@ -200,6 +202,60 @@ async def test_closing_the_stream_closes_the_upstream_connection(emulator: Azure
         await asyncio.sleep(0.02)
     assert last(emulator).client_disconnected
     assert not last(emulator).completed
+
+
+# --- Azure's own stream chunks ---------------------------------------------------------------------------------
+
+# As Azure streams with asynchronous content filtering: the prompt annotation, a role chunk, text, the finish, then
+# an annotation-only choice (no delta) for the filtered output, then usage.
+AZURE_STREAM = [
+    {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [{"prompt_index": 0}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Filtered "}, "finish_reason": None}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {"content": "later."}, "finish_reason": None}]},
+    {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    {"id": "", "choices": [{"index": 0, "finish_reason": None, "content_filter_offsets": {"start_offset": 0}}]},
+    {"id": "c1", "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}},
+]
+
+
+async def test_annotation_only_chunks_yield_nothing(provider_env: ProviderEnv) -> None:
+    async def chat_handler(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        response = aiohttp.web.StreamResponse(
+            headers={"content-type": "text/event-stream", "apim-request-id": "apim-1"}
+        )
+        await response.prepare(request)
+        for chunk in AZURE_STREAM:
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n")
+        await response.write(b"data: [DONE]\r\n\r\n")
+        return response
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat_handler)
+    runner = aiohttp.web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    provider = SPEC.factory({"subscription_key": KEY, "endpoint": f"http://127.0.0.1:{port}"}, provider_env)
+    try:
+        events = await collect(provider.stream_chat(chat()))
+    finally:
+        await runner.cleanup()
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["Filtered ", "later."]
+    done = finished(events)
+    assert (done.finish_reason, done.usage.input_tokens, done.usage.output_tokens) == ("stop", 4, 2)
+    assert done.provider_request_id == "apim-1"
+
+
+async def test_an_unreachable_endpoint_is_unavailable(provider_env: ProviderEnv) -> None:
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    provider = SPEC.factory({"subscription_key": KEY, "endpoint": f"http://127.0.0.1:{port}"}, provider_env)
+    _, exc = await chat_error(provider)
+    assert type(exc) is Unavailable
 
 
 # --- credential and endpoint -----------------------------------------------------------------------------------

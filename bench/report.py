@@ -1,0 +1,168 @@
+"""The benchmark's results as markdown and JSON: throughput rows, ratios against their targets, memory."""
+
+from __future__ import annotations
+
+import operator
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure computed from the rows, compared with its target (`op` is >= or <=)."""
+
+    name: str
+    compute: Callable[[dict[tuple[str, int], Row], list[Row]], float | None]
+    op: str  # ">=", "<=", or "info" (no target: shown for context)
+    goal: float = 0.0
+    unit: str = "x"
+
+    def evaluate(self, rows: dict[tuple[str, int], Row], memory: list[Row]) -> dict[str, Any]:
+        value = self.compute(rows, memory)
+        if self.op == "info":
+            return {"name": self.name, "value": value, "target": "(context)", "pass": "info"}
+        passed = None if value is None else (operator.ge if self.op == ">=" else operator.le)(value, self.goal)
+        return {"name": self.name, "value": value, "target": f"{self.op} {self.goal:g}{self.unit}", "pass": passed}
+
+
+def _ratio(
+    top: str, bottom: str, streams: int, pick: Callable[[Row], float]
+) -> Callable[[dict[tuple[str, int], Row], list[Row]], float | None]:
+    def compute(rows: dict[tuple[str, int], Row], memory: list[Row]) -> float | None:
+        a, b = rows.get((top, streams)), rows.get((bottom, streams))
+        if a is None or b is None or not pick(b):
+            return None
+        return pick(a) / pick(b)
+
+    return compute
+
+
+def _first_frame_gap(rows: dict[tuple[str, int], Row], memory: list[Row]) -> float | None:
+    c, d2 = rows.get(("c", 1)), rows.get(("d2", 1))
+    if c is None or d2 is None:
+        return None
+    return float(c["first_frame_ms"]["p50"] - d2["first_frame_ms"]["p50"])
+
+
+def _memory_ratio(rows: dict[tuple[str, int], Row], memory: list[Row]) -> float | None:
+    by_server = {m["server"]: m for m in memory}
+    gateway, echo = by_server.get("gateway-idle"), by_server.get("echo-idle")
+    if gateway is None or echo is None or echo["kb_per_stream"] <= 0:
+        return None
+    return float(gateway["kb_per_stream"] / echo["kb_per_stream"])
+
+
+def _rps(row: Row) -> float:
+    return float(row["requests_per_s"])
+
+
+def _ff_p99(row: Row) -> float:
+    return float(row["first_frame_ms"]["p99"])
+
+
+def _server_cpu(row: Row) -> float:
+    return float(row.get("server_cpu_us_per_request", 0.0))
+
+
+TARGETS = (
+    Target("(b)/(a) requests/s, 1 stream", _ratio("b", "a", 1, _rps), ">=", 0.75),
+    Target("(b)/(a) requests/s, 50 streams", _ratio("b", "a", 50, _rps), ">=", 0.75),
+    Target("(b)/(a) first-frame p99, 1 stream", _ratio("b", "a", 1, _ff_p99), "<=", 1.5),
+    Target("(b)/(a) first-frame p99, 50 streams", _ratio("b", "a", 50, _ff_p99), "<=", 1.5),
+    Target("(c)/(d) requests/s, 1 stream", _ratio("c", "d", 1, _rps), ">=", 2.0),
+    Target("(c)/(d) requests/s, 50 streams", _ratio("c", "d", 50, _rps), ">=", 2.0),
+    Target("(c) - (d2) first-frame p50, 1 stream", _first_frame_gap, "<=", 1.0, " ms"),
+    Target("(c)/(e) requests/s, 1 stream", _ratio("c", "e", 1, _rps), ">=", 20.0),
+    Target("(c)/(e) requests/s, 50 streams", _ratio("c", "e", 50, _rps), ">=", 20.0),
+    Target("idle stream memory, gateway/bare", _memory_ratio, "<=", 1.5),
+    Target("(b)/(a) server CPU per request, 1 stream", _ratio("b", "a", 1, _server_cpu), "info"),
+    Target("(b)/(a) server CPU per request, 50 streams", _ratio("b", "a", 50, _server_cpu), "info"),
+)
+
+
+def evaluate(rows: list[Row], memory: list[Row]) -> list[dict[str, Any]]:
+    keyed = {(row["scenario"], row["streams"]): row for row in rows}
+    return [target.evaluate(keyed, memory) for target in TARGETS]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _ms(figures: dict[str, float]) -> str:
+    return f"{figures['p50']:.2f} / {figures['p90']:.2f} / {figures['p99']:.2f}"
+
+
+def _us(row: Row, key: str) -> str:
+    value = row.get(key)
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The whole report as markdown: settings line, throughput table, targets, memory, notes."""
+    settings, lines = result["settings"], []
+    box = result["machine"]
+    lines.append(f"# integration-api benchmark ({result['date']})")
+    lines.append("")
+    lines.append(
+        f"{box['cpus']} CPUs ({box['cpu_model'] or 'unknown'}), Python {box['python']}, grpcio {box['grpcio']}. "
+        f"Each level: {settings['warmup_s']:g} s warm-up, {settings['duration_s']:g} s measured; "
+        f"{settings['words']} text frames + 1 final per request. Latencies in ms (p50 / p90 / p99); "
+        "CPU in µs per request (server = the process under test, upstream = the emulator)."
+    )
+    lines += ["", "## Throughput", ""]
+    lines.append(
+        "| | scenario | streams | clients | req/s | frames/s | first frame | final frame "
+        "| server CPU | upstream CPU | client CPU | other CPU % | errors |"
+    )
+    lines.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for row in result["rows"]:
+        errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
+        lines.append(
+            f"| ({row['scenario']}) | {row['title']} | {row['streams']} | {row['client_processes']} "
+            f"| {row['requests_per_s']:,.0f} | {row['frames_per_s']:,.0f} | {_ms(row['first_frame_ms'])} "
+            f"| {_ms(row['final_frame_ms'])} | {_us(row, 'server_cpu_us_per_request')} "
+            f"| {_us(row, 'upstream_cpu_us_per_request')} | {_us(row, 'client_cpu_us_per_request')} "
+            f"| {_us(row, 'other_cpu_percent')} | {errors} |"
+        )
+    lines += ["", "## Targets", "", "| comparison | value | target | result |", "|---|--:|--:|---|"]
+    for check in result["targets"]:
+        value = "n/a" if check["value"] is None else f"{check['value']:.2f}"
+        verdict = {True: "PASS", False: "FAIL", None: "not measured", "info": ""}[check["pass"]]
+        lines.append(f"| {check['name']} | {value} | {check['target']} | {verdict} |")
+    if result["memory"]:
+        lines += ["", "## Memory per idle stream", ""]
+        lines.append("| server | idle streams | RSS before (MiB) | RSS after (MiB) | KiB per stream | verified |")
+        lines.append("|---|--:|--:|--:|--:|--:|")
+        for m in result["memory"]:
+            lines.append(
+                f"| {m['server']} | {m['streams']:,} | {m['rss_before_kb'] / 1024:,.1f} "
+                f"| {m['rss_after_kb'] / 1024:,.1f} | {m['kb_per_stream']:.1f} | {m['verified']} |"
+            )
+    if result["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {_one_line(note)}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"

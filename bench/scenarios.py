@@ -1,0 +1,195 @@
+"""The throughput scenarios (a)-(e): which servers each starts, which load it sends, and one measurement.
+
+Every measurement runs its load generators in separate processes (`run_processes`) in one window after a
+warm-up, and reads the CPU time of the server under test (and of the upstream emulator) at the window's start
+and end, so CPU per request covers exactly the requests counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import peers
+from bench.http_load import AiohttpLoad, OpenAISDKLoad
+from bench.procs import ServerProcess, machine_busy_seconds
+from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway
+from integration_api.loadtest import GrpcLoad, LoadConfig, LoadJob, run_processes
+
+WORDS = 20  # text frames per request; each request ends with one more, the final frame
+REPLY = " ".join(f"word{i}" for i in range(WORDS))
+
+
+@dataclass(frozen=True)
+class Timing:
+    warmup_s: float = 2.0
+    duration_s: float = 8.0
+    clients: int = 2  # client processes for the concurrent level
+
+
+@dataclass
+class Context:
+    timing: Timing
+    log_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    """The servers of one scenario, and the load generator for a number of concurrent streams."""
+
+    measured: ServerProcess
+    upstream: ServerProcess | None
+    jobs: Callable[[int, int], list[LoadJob]]  # (streams, processes) -> one job per client process
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    levels: tuple[int, ...]
+    setup: Callable[[Context, contextlib.ExitStack], Setup | None]
+
+
+def _grpc_jobs(config: LoadConfig) -> Callable[[int, int], list[LoadJob]]:
+    def jobs(streams: int, processes: int) -> list[LoadJob]:
+        whole = dataclasses.replace(config, streams=streams)
+        return [GrpcLoad(part) for part in whole.split(processes)]
+
+    return jobs
+
+
+def _http_jobs(make: Callable[[int], LoadJob]) -> Callable[[int, int], list[LoadJob]]:
+    def jobs(streams: int, processes: int) -> list[LoadJob]:
+        shares = [streams // processes + (1 if i < streams % processes else 0) for i in range(processes)]
+        return [make(share) for share in shares if share]
+
+    return jobs
+
+
+def _stopping(stack: contextlib.ExitStack, server: ServerProcess) -> ServerProcess:
+    stack.callback(server.stop)
+    return server
+
+
+def _setup_echo(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    echo = _stopping(stack, start_echo(ctx.log_dir, WORDS))
+    config = LoadConfig(target=f"127.0.0.1:{echo.port}", parameters={"simulated_reply": REPLY})
+    return Setup(echo, None, _grpc_jobs(config))
+
+
+def _setup_simulated(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    gateway = start_gateway(ctx.log_dir)
+    stack.callback(gateway.stop)
+    config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
+    return Setup(gateway.server, None, _grpc_jobs(config))
+
+
+def _setup_openai_adapter(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    gateway = start_gateway(ctx.log_dir, emulator=emulator)
+    stack.callback(gateway.stop)
+    config = LoadConfig(
+        target=gateway.target,
+        metadata=gateway.metadata,
+        provider="openai",
+        model="gpt-4o-mini",
+        credential={"key": "sk-bench"},
+    )
+    return Setup(gateway.server, emulator, _grpc_jobs(config))
+
+
+def _setup_sdk(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    base_url = emulator_base_url(emulator)
+    return Setup(emulator, None, _http_jobs(lambda n: OpenAISDKLoad(base_url, n)))
+
+
+def _setup_aiohttp(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    base_url = emulator_base_url(emulator)
+    return Setup(emulator, None, _http_jobs(lambda n: AiohttpLoad(base_url, n)))
+
+
+def _setup_litellm(ctx: Context, stack: contextlib.ExitStack) -> Setup | None:
+    if peers.litellm_executable() is None:
+        ctx.notes.append(f"(e) skipped: LiteLLM is not installed; `make bench-peers` installs it ({peers.VENV}).")
+        return None
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    proxy, master_key = peers.start_litellm(ctx.log_dir, emulator_base_url(emulator))
+    _stopping(stack, proxy)
+    base_url = f"http://127.0.0.1:{proxy.port}/v1"
+    return Setup(proxy, emulator, _http_jobs(lambda n: OpenAISDKLoad(base_url, n, api_key=master_key)))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.key: s
+    for s in (
+        Scenario("a", "bare grpc.aio echo", (1, 50), _setup_echo),
+        Scenario("b", "gateway, simulated provider", (1, 50), _setup_simulated),
+        Scenario("c", "gateway, OpenAI adapter -> emulator", (1, 50), _setup_openai_adapter),
+        Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
+        Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),
+        Scenario("e", "LiteLLM proxy -> emulator", (1, 50), _setup_litellm),
+    )
+}
+
+
+def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> dict[str, Any]:
+    """One row of the results: the load at `streams` concurrent streams, measured in one window."""
+    processes = 1 if streams == 1 else min(timing.clients, streams)
+    servers = {"server": setup.measured, "upstream": setup.upstream}
+    marks: dict[str, dict[str, float]] = {}
+
+    def on_mark(name: str) -> None:
+        marks[name] = {role: s.cpu_seconds() for role, s in servers.items() if s is not None}
+        marks[name]["machine"] = machine_busy_seconds()
+
+    stats = run_processes(setup.jobs(streams, processes), timing.warmup_s, timing.duration_s, on_mark=on_mark)
+    for server in servers.values():
+        if server is not None:
+            server.check_alive()
+    summary = stats.summary()
+    attempts = max(summary["requests"] + summary["error_count"], 1)
+    row: dict[str, Any] = {
+        "scenario": scenario.key,
+        "title": scenario.title,
+        "streams": streams,
+        "client_processes": processes,
+        **summary,
+    }
+    start, end = marks.get("start", {}), marks.get("end", {})
+    accounted = summary["client_cpu_s"]
+    row["client_cpu_percent"] = 100 * accounted / summary["elapsed_s"]
+    for role in ("server", "upstream"):
+        if role in start and role in end:
+            used = end[role] - start[role]
+            accounted += used
+            row[f"{role}_cpu_us_per_request"] = 1e6 * used / attempts
+            row[f"{role}_cpu_percent"] = 100 * used / summary["elapsed_s"]
+    if "machine" in start and "machine" in end:
+        # CPU the machine spent on anything but this measurement: other work skews the figures.
+        other = end["machine"] - start["machine"] - accounted
+        row["other_cpu_percent"] = max(0.0, 100 * other / summary["elapsed_s"])
+    return row
+
+
+def run_scenario(scenario: Scenario, ctx: Context, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Start the scenario's servers, measure each level, stop them; a failing scenario becomes a note."""
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        try:
+            setup = scenario.setup(ctx, stack)
+            if setup is None:
+                return rows
+            for streams in scenario.levels:
+                log(f"({scenario.key}) {scenario.title}: {streams} stream(s)")
+                rows.append(measure(scenario, setup, streams, ctx.timing))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            ctx.notes.append(f"({scenario.key}) failed: {exc}")
+            log(f"({scenario.key}) failed: {exc}")
+    return rows

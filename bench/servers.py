@@ -1,0 +1,74 @@
+"""Starting each server the benchmark measures, in its own process: the echo, the gateway, the emulator.
+
+The gateway is the real thing, `integration-api serve` (one process), with a fresh key store holding one API
+key the load generators send, and the OpenAI adapter pointed at the emulator by the operator-side
+`INTEGRATION_API_PROVIDER_BASE_URLS`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from auth import ApiKeyStore
+from bench.procs import ServerProcess, free_port, start_server
+
+
+@dataclass
+class Gateway:
+    server: ServerProcess
+    api_key: str
+    data_dir: Path
+
+    def stop(self) -> None:
+        """Stop the process, then remove its key store."""
+        self.server.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-api-key", self.api_key),)
+
+
+def start_echo(log_dir: Path, words: int, name: str = "echo") -> ServerProcess:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port), "--words", str(words)]
+    return start_server(name, argv, port, log_dir)
+
+
+def start_emulator(log_dir: Path, words: int) -> ServerProcess:
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.emulator_server", "--port", str(port), "--words", str(words)]
+    return start_server("emulator", argv, port, log_dir)
+
+
+def emulator_base_url(emulator: ServerProcess) -> str:
+    return f"http://127.0.0.1:{emulator.port}/v1"
+
+
+def start_gateway(log_dir: Path, *, emulator: ServerProcess | None = None, name: str = "gateway") -> Gateway:
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    api_key, _ = ApiKeyStore(data_dir).create(name="bench", organization_id="bench", project_id="bench")
+    env = {
+        "INTEGRATION_API_DATA_DIR": str(data_dir),
+        "INTEGRATION_API_LOG_LEVEL": "WARNING",
+        "INTEGRATION_API_AUTH_DISABLED": "false",
+    }
+    if emulator is not None:
+        env["INTEGRATION_API_PROVIDER_BASE_URLS"] = json.dumps({"openai": emulator_base_url(emulator)})
+    port = free_port()
+    argv = [sys.executable, "-m", "integration_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    try:
+        server = start_server(name, argv, port, log_dir, env=env)
+    except BaseException:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return Gateway(server, api_key, data_dir)

@@ -1,0 +1,250 @@
+"""`AsyncClient`: the asyncio client of the integration-api gateway.
+
+It owns one connection (a gRPC channel, opened lazily inside the running event loop) and hands out multiplexed
+chat streams (`stream()`); unary calls (`chat`, `embed`, `rerank`, `verify_credential`, `moderate`) go over the
+same channel. No method takes or returns a generated protobuf class.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+from integration_api.client import _requests as requests
+from integration_api.client import _results as results
+from integration_api.client._config import ConnectionConfig
+from integration_api.client._credentials import Credential
+from integration_api.client._errors import StreamClosedError, UnimplementedError
+from integration_api.client._requests import Parameters
+from integration_api.client._stream import AsyncChatStream
+from integration_api.client._transport import AsyncTransport, GrpcTransport
+from integration_api.client._types import (
+    ChatResult,
+    CredentialCheck,
+    EmbeddingResult,
+    MessageParam,
+    ModerationResult,
+    RerankResult,
+    ToolParam,
+    VersionInfo,
+)
+from integration_api.client._version import check_compatible, predates_versioning
+from integration_api.proto import integration_api_pb2 as pb
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+class AsyncClient:
+    """A connection to an integration-api gateway, for asyncio code.
+
+    ``AsyncClient(target, api_key=...)`` (a project API key) or ``service_token=...`` (an internal service JWT);
+    `tls` turns TLS on (implied by `root_certificates`: PEM bytes, PEM text or a path; None uses the system's
+    roots); `keepalive` is the ping interval in seconds on idle connections (None: no pings); `timeout` is the
+    deadline of unary calls in seconds (None: no deadline); `reconnect_attempts` bounds how often a broken stream
+    reconnects in a row. Use it as ``async with AsyncClient(...) as client:`` or call `aclose()`.
+
+    ``INTEGRATION_API_ENABLED=false`` in the environment makes every call fail with `ClientDisabledError`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        api_key: str | None = None,
+        service_token: str | None = None,
+        tls: bool | None = None,
+        root_certificates: bytes | str | os.PathLike[str] | None = None,
+        keepalive: float | None = 30.0,
+        timeout: float | None = 600.0,
+        reconnect_attempts: int = 5,
+    ) -> None:
+        self._config = ConnectionConfig.build(
+            target,
+            api_key=api_key,
+            service_token=service_token,
+            tls=tls,
+            root_certificates=root_certificates,
+            keepalive=keepalive,
+            timeout=timeout,
+            reconnect_attempts=reconnect_attempts,
+        )
+        self._transport = self._create_transport(self._config)
+        self._streams: weakref.WeakSet[AsyncChatStream] = weakref.WeakSet()
+        self._closed = False
+
+    def _create_transport(self, config: ConnectionConfig) -> AsyncTransport:
+        return GrpcTransport(config)
+
+    @property
+    def target(self) -> str:
+        return self._config.target
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} target={self.target!r} tls={self._config.tls}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every stream of this client and its connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            await stream.aclose()
+        await self._transport.aclose()
+
+    def _raise_if_closed(self) -> None:
+        if self._closed:
+            raise StreamClosedError(f"this {type(self).__name__} is closed")
+
+    # --- connection ---------------------------------------------------------------------------------------------
+
+    async def check_connection(self) -> None:
+        """Ask the gateway's health service; raises `APIConnectionError` / `ServiceUnavailableError` unless SERVING."""
+        self._raise_if_closed()
+        await self._transport.check_health(self._config.timeout)
+
+    async def get_version(self, *, check: bool = True) -> VersionInfo:
+        """The gateway's version, protocol revision and providers (GetVersion).
+
+        With `check` (the default), raises `IncompatibleServerError` when the gateway and this client cannot
+        work together; the message names both protocol revisions.
+        """
+        self._raise_if_closed()
+        try:
+            response = await self._transport.unary(
+                "GetVersion", pb.GetVersionRequest(), pb.GetVersionResponse, deadline=self._config.timeout
+            )
+        except UnimplementedError as exc:
+            raise predates_versioning(self.target) from exc
+        info = results.version_info(response)
+        if check:
+            check_compatible(info, self.target)
+        return info
+
+    # --- streaming ----------------------------------------------------------------------------------------------
+
+    def stream(
+        self, provider: str | None = None, *, credential: Credential | None = None, model: str | None = None
+    ) -> AsyncChatStream:
+        """A persistent StreamChat stream for many concurrent requests: ``async with client.stream(p) as s:``.
+
+        `provider` is the provider name (None: the gateway's default); `credential` and `model` are the
+        defaults of every request on the stream.
+        """
+        self._raise_if_closed()
+        stream = AsyncChatStream(
+            self._transport,
+            provider,
+            credential=credential,
+            model=model,
+            reconnect_attempts=self._config.reconnect_attempts,
+        )
+        self._streams.add(stream)
+        return stream
+
+    # --- unary calls --------------------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: Iterable[MessageParam],
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        credential: Credential | None = None,
+        tools: Iterable[ToolParam] | None = None,
+        parameters: Parameters | None = None,
+        request_id: str | None = None,
+    ) -> ChatResult:
+        """One complete chat response (the unary Chat RPC); use `stream()` to receive it as it is generated."""
+        self._raise_if_closed()
+        request = requests.chat_request(
+            messages,
+            request_id=request_id or requests.new_request_id(),
+            provider=provider,
+            model=model,
+            credential=credential,
+            tools=tools,
+            parameters=parameters,
+        )
+        response = await self._transport.unary("Chat", request, pb.ChatResponse, deadline=self._config.timeout)
+        return results.chat_result(response)
+
+    async def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        credential: Credential | None = None,
+        parameters: Parameters | None = None,
+    ) -> EmbeddingResult:
+        """One embedding vector per input text, in input order."""
+        self._raise_if_closed()
+        request = requests.embedding_request(
+            inputs, provider=provider, model=model, credential=credential, parameters=parameters
+        )
+        response = await self._transport.unary(
+            "Embedding", request, pb.EmbeddingResponse, deadline=self._config.timeout
+        )
+        return results.embedding_result(response)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        credential: Credential | None = None,
+        parameters: Parameters | None = None,
+    ) -> RerankResult:
+        """The documents ordered by relevance to `query`, most relevant first."""
+        self._raise_if_closed()
+        request = requests.rerank_request(
+            query, documents, provider=provider, model=model, credential=credential, parameters=parameters
+        )
+        response = await self._transport.unary(
+            "Reranking", request, pb.RerankingResponse, deadline=self._config.timeout
+        )
+        return results.rerank_result(response)
+
+    async def verify_credential(self, credential: Credential, *, provider: str | None = None) -> CredentialCheck:
+        """Whether the provider accepts `credential`; a rejected credential is a result (`valid=False`)."""
+        self._raise_if_closed()
+        request = requests.verify_request(credential, provider=provider)
+        response = await self._transport.unary(
+            "VerifyCredential", request, pb.VerifyCredentialResponse, deadline=self._config.timeout
+        )
+        return results.credential_check(response)
+
+    async def moderate(
+        self,
+        content: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        credential: Credential | None = None,
+        parameters: Parameters | None = None,
+    ) -> ModerationResult:
+        """Moderation scores of `content` by category."""
+        self._raise_if_closed()
+        request = requests.moderation_request(
+            content, provider=provider, model=model, credential=credential, parameters=parameters
+        )
+        response = await self._transport.unary(
+            "GetModeration", request, pb.GetModerationResponse, deadline=self._config.timeout
+        )
+        return results.moderation_result(response)

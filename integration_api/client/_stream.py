@@ -1,0 +1,320 @@
+"""`AsyncChatStream`: one persistent StreamChat call carrying many concurrent requests, with reconnection.
+
+Every `chat()` registers a `RequestState` under its requestId and queues its ChatRequest; one supervisor task
+reads the call and routes each frame to its request. When the call breaks (UNAVAILABLE, a server restart, or the
+server ending the stream while requests are pending), the stream:
+
+- fails each request that had already produced output with a retryable `StreamInterruptedError` (its output
+  cannot be un-seen, so it is never silently replayed);
+- opens a new StreamChat (after a backoff, waiting for the channel to be ready, at most `reconnect_attempts`
+  times in a row without a frame received) and re-sends the requests that had produced nothing yet;
+- when every attempt fails, fails those with a retryable `APIConnectionError`. The stream stays usable: the next
+  `chat()` tries again.
+
+A stream that never received a frame does not reconnect: its first failure (e.g. a wrong target) is reported at
+once as `APIConnectionError`.
+
+Any other failure of the call (e.g. `AuthenticationError`) fails every pending request and the stream for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+
+from integration_api.client._credentials import Credential
+from integration_api.client._errors import (
+    APIConnectionError,
+    APIError,
+    ClientDisabledError,
+    IntegrationAPIError,
+    InternalServerError,
+    RequestCancelledError,
+    ServiceUnavailableError,
+    StreamClosedError,
+    StreamInterruptedError,
+)
+from integration_api.client._requests import Parameters, cancel_request, chat_request, new_request_id
+from integration_api.client._response import AsyncChatResponse, RequestState
+from integration_api.client._results import is_terminal
+from integration_api.client._transport import AsyncTransport, StreamCall
+from integration_api.client._types import MessageParam, ToolParam
+from integration_api.proto import integration_api_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_INITIAL_BACKOFF_S = 0.05
+RECONNECT_MAX_BACKOFF_S = 2.0
+RECONNECT_READY_INITIAL_S = 0.5  # how long one attempt waits for the channel; doubles per attempt
+RECONNECT_READY_MAX_S = 5.0
+CLOSE_GRACE_S = 2.0  # how long closing an idle stream waits for the server to end it cleanly
+
+
+class _Connection:
+    """One StreamChat call and the queue of requests still to be written on it."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self.outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
+        self.call: StreamCall = transport.open_stream(self._requests())
+
+    async def _requests(self) -> AsyncIterator[pb.ChatRequest]:
+        while (request := await self.outbox.get()) is not None:
+            yield request
+
+    def send(self, request: pb.ChatRequest) -> None:
+        self.outbox.put_nowait(request)
+
+    def half_close(self) -> None:
+        """End the request iterator (gRPC then half-closes the call, if it is still open). Idempotent."""
+        self.outbox.put_nowait(None)
+
+
+def _copy_error(error: IntegrationAPIError, request_id: str) -> IntegrationAPIError:
+    if isinstance(error, APIError):
+        return error.copy(request_id=request_id)
+    if isinstance(error, ClientDisabledError | StreamClosedError):
+        return type(error)(str(error))
+    return error
+
+
+class AsyncChatStream:
+    """One StreamChat call to the gateway, shared by any number of concurrent `chat()` requests.
+
+    Use it as ``async with client.stream(provider) as stream:``; leaving the block closes the call (requests
+    still in flight then fail with `StreamClosedError`). `credential` and `model` given here are the defaults
+    of every `chat()` on this stream.
+    """
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        provider: str | None = None,
+        *,
+        credential: Credential | None = None,
+        model: str | None = None,
+        reconnect_attempts: int = 5,
+    ) -> None:
+        self._provider = provider
+        self._transport = transport
+        self._credential = credential
+        self._model = model
+        self._reconnect_attempts = reconnect_attempts
+        self._pending: dict[str, RequestState] = {}
+        self._connection: _Connection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._failure: IntegrationAPIError | None = None
+        self._failed_attempts = 0
+        self._ever_connected = False  # a frame has been received: only a stream that worked "breaks"
+        self._closed = False
+
+    # --- public surface -------------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: Iterable[MessageParam],
+        *,
+        model: str | None = None,
+        credential: Credential | None = None,
+        tools: Iterable[ToolParam] | None = None,
+        parameters: Parameters | None = None,
+        request_id: str | None = None,
+    ) -> AsyncChatResponse:
+        """Send one request on this stream now; returns its response (an async iterator of events).
+
+        `messages` are dicts like ``{"role": "user", "content": "hi"}`` or message objects; `parameters` are
+        plain values sent as ``model.<name>`` (the prefix is optional); `request_id` defaults to a new uuid4 hex.
+        """
+        self._raise_if_unusable()
+        request_id = request_id or new_request_id()
+        if request_id in self._pending:
+            raise ValueError(f"request id {request_id!r} is already in flight on this stream")
+        request = chat_request(
+            messages,
+            request_id=request_id,
+            provider=self._provider,
+            model=model or self._model,
+            credential=credential or self._credential,
+            tools=tools,
+            parameters=parameters,
+        )
+        state = RequestState(request)
+        self._pending[request_id] = state
+        try:
+            self._send_or_connect(state)
+        except BaseException:
+            del self._pending[request_id]
+            raise
+        return AsyncChatResponse(state, self._cancel)
+
+    @property
+    def provider(self) -> str | None:
+        """The provider of every request on this stream (None: the gateway's default)."""
+        return self._provider
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests have not ended yet."""
+        return len(self._pending)
+
+    async def aclose(self) -> None:
+        """Close the call; requests still in flight fail with `StreamClosedError`. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        connection, self._connection = self._connection, None
+        supervisor = self._supervisor
+        if connection is not None and not self._pending and supervisor is not None:
+            connection.half_close()  # idle: let the server end the call cleanly
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(supervisor), CLOSE_GRACE_S)
+        if connection is not None:
+            connection.call.cancel()
+            connection.half_close()
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        self._finish_all(StreamClosedError("the stream was closed before this request finished"))
+
+    async def __aenter__(self) -> AsyncChatStream:
+        self._raise_if_unusable()
+        if self._connection is None:
+            self._connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncChatStream provider={self.provider!r} in_flight={self.in_flight}>"
+
+    # --- sending --------------------------------------------------------------------------------------------
+
+    def _raise_if_unusable(self) -> None:
+        if self._closed:
+            raise StreamClosedError("this stream is closed; open a new one with client.stream()")
+        if self._failure is not None:
+            raise _copy_error(self._failure, "")
+
+    def _reconnecting(self) -> bool:
+        return self._connection is None and self._supervisor is not None and not self._supervisor.done()
+
+    def _send_or_connect(self, state: RequestState) -> None:
+        if self._connection is not None:
+            self._connection.send(state.request)
+        elif not self._reconnecting():
+            self._connect()  # sends every pending request, this one included
+        # else: the reconnection in progress sends it on the new call
+
+    def _connect(self) -> None:
+        """Open a new call, (re-)send every pending request on it, and make sure a supervisor reads it."""
+        connection = _Connection(self._transport)
+        self._connection = connection
+        for state in list(self._pending.values()):
+            if state.cancel_requested:
+                self._end(state, RequestCancelledError("cancelled before it was sent", request_id=state.request_id))
+            else:
+                connection.send(state.request)
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.ensure_future(self._supervise())
+
+    def _cancel(self, state: RequestState) -> None:
+        if state.done or state.cancel_requested:
+            return
+        state.cancel_requested = True
+        if self._connection is not None:
+            self._connection.send(cancel_request(state.request_id))
+        # else: reconnecting; `_connect` ends it instead of re-sending it
+
+    # --- receiving ------------------------------------------------------------------------------------------
+
+    def _route(self, frame: pb.ChatResponse) -> None:
+        self._failed_attempts = 0  # the call works
+        self._ever_connected = True
+        state = self._pending.get(frame.requestId)
+        if state is None:
+            return  # a request already ended here (e.g. cancelled locally); nobody waits for it
+        if is_terminal(frame):
+            self._pending.pop(state.request_id, None)
+            state.produced_output = True
+            state.finish(frame)
+        else:
+            state.put(frame)
+
+    def _end(self, state: RequestState, item: IntegrationAPIError) -> None:
+        self._pending.pop(state.request_id, None)
+        state.finish(item)
+
+    def _finish_all(self, error: IntegrationAPIError) -> None:
+        for state in list(self._pending.values()):
+            self._end(state, _copy_error(error, state.request_id))
+
+    async def _pump(self, connection: _Connection) -> APIError | None:
+        """Route the call's frames until it ends; returns why it ended (None: the server ended it)."""
+        try:
+            async for frame in connection.call.frames():
+                self._route(frame)
+        except APIError as error:
+            return error
+        return None
+
+    async def _supervise(self) -> None:
+        try:
+            while (connection := self._connection) is not None:
+                error = await self._pump(connection)
+                connection.half_close()  # ends the request iterator gRPC consumes, even when the call died
+                if self._closed:
+                    return
+                self._connection = None
+                if error is not None and not isinstance(error, ServiceUnavailableError):
+                    self._failure = error
+                    self._finish_all(error)
+                    return
+                self._interrupt_started(error)
+                if not self._ever_connected and error is not None:
+                    self._finish_all(error)  # never reached the gateway: fail fast instead of retrying
+                elif self._pending and await self._wait_to_reconnect(error):
+                    self._connect()
+        except ClientDisabledError as error:
+            self._finish_all(error)
+        except Exception as exc:  # a bug here must not leave requests waiting forever
+            logger.exception("the integration-api client stream failed unexpectedly")
+            self._finish_all(InternalServerError(f"the client stream failed unexpectedly: {exc!r}"))
+
+    def _interrupt_started(self, error: APIError | None) -> None:
+        cause = error.message if error is not None else "the server ended the stream"
+        for state in list(self._pending.values()):
+            if state.produced_output:
+                message = (
+                    f"the stream to {self._transport.target} broke ({cause}) after this request had produced "
+                    "output; it was not re-sent: send it again to retry"
+                )
+                self._end(state, StreamInterruptedError(message, request_id=state.request_id))
+
+    async def _wait_to_reconnect(self, error: APIError | None) -> bool:
+        """Back off until the channel is ready again; False (pending requests failed) after too many attempts."""
+        while self._failed_attempts < self._reconnect_attempts:
+            growth = 2**self._failed_attempts
+            self._failed_attempts += 1
+            await asyncio.sleep(
+                min(RECONNECT_INITIAL_BACKOFF_S * growth, RECONNECT_MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
+            )
+            try:
+                await self._transport.wait_for_ready(min(RECONNECT_READY_INITIAL_S * growth, RECONNECT_READY_MAX_S))
+            except APIConnectionError:
+                continue
+            return True
+        cause = error.message if error is not None else "the server ended the stream"
+        attempts, self._failed_attempts = self._failed_attempts, 0
+        self._finish_all(
+            APIConnectionError(
+                f"the stream to {self._transport.target} broke ({cause}) and {attempts} reconnection attempts "
+                "failed; this request was not answered"
+            )
+        )
+        return False

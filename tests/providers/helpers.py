@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from providers.types import ChatEvent, ChatFinished, TextDelta, ToolCallDelta
+import pytest
+
+from integration_api.errors import GatewayError
+from providers.base import Provider
+from providers.types import ChatCall, ChatEvent, ChatFinished, TextDelta, ToolCallDelta
 
 
 async def collect(events: AsyncIterator[ChatEvent]) -> list[ChatEvent]:
@@ -31,3 +35,12 @@ def finished(events: list[ChatEvent]) -> ChatFinished:
     last = events[-1]
     assert isinstance(last, ChatFinished), f"last event is {last!r}"
     return last
+
+
+async def stream_error(provider: Provider, call: ChatCall) -> tuple[list[ChatEvent], GatewayError]:
+    """The events a provider yielded before its stream failed, and the error it failed with."""
+    events: list[ChatEvent] = []
+    with pytest.raises(GatewayError) as info:
+        async for event in provider.stream_chat(call):
+            events.append(event)
+    return events, info.value

@@ -38,7 +38,7 @@ from providers.types import (
     ToolResult,
     UserMessage,
 )
-from tests.providers.helpers import collect, finished, text_of, tool_calls_of
+from tests.providers.helpers import collect, finished, stream_error, text_of, tool_calls_of
 
 KEY = "azure-key-0123456789abcdef"
 DEPLOYMENT = "my-gpt4o"
@@ -64,11 +64,7 @@ def last(emulator: AzureEmulator) -> RecordedRequest:
 
 
 async def chat_error(provider: Provider, call: ChatCall | None = None) -> tuple[list[Any], GatewayError]:
-    events: list[Any] = []
-    with pytest.raises(GatewayError) as info:
-        async for event in provider.stream_chat(call or chat()):
-            events.append(event)
-    return events, info.value
+    return await stream_error(provider, call or chat())
 
 
 # --- streaming -------------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from providers.types import (
     ToolSpec,
     UserMessage,
 )
-from tests.providers.helpers import collect, finished, text_of, tool_calls_of
+from tests.providers.helpers import collect, finished, stream_error, text_of, tool_calls_of
 
 KEY = "AIzaSy-test-0123456789abcdef"
 MODEL = "gemini-2.5-flash"
@@ -68,12 +68,7 @@ def last_generate(emulator: GeminiEmulator) -> RecordedRequest:
 
 
 async def chat_error(provider: Provider, call: ChatCall | None = None) -> tuple[list[Any], GatewayError]:
-    """The events yielded before the stream failed, and the error it failed with."""
-    events: list[Any] = []
-    with pytest.raises(GatewayError) as info:
-        async for event in provider.stream_chat(call or chat()):
-            events.append(event)
-    return events, info.value
+    return await stream_error(provider, call or chat())
 
 
 # --- streaming -------------------------------------------------------------------------------------------------

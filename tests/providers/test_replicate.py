@@ -39,7 +39,7 @@ from providers.types import (
     ToolSpec,
     UserMessage,
 )
-from tests.providers.helpers import collect, finished, text_of
+from tests.providers.helpers import collect, finished, stream_error, text_of
 
 KEY = "r8_test_0123456789abcdef"
 MODEL = "meta/llama-test"
@@ -70,12 +70,7 @@ def stream_reads(emulator: ReplicateEmulator) -> list[RecordedRequest]:
 
 
 async def chat_error(provider: Provider, call: ChatCall | None = None) -> tuple[list[Any], GatewayError]:
-    """The events yielded before the stream failed, and the error it failed with."""
-    events: list[Any] = []
-    with pytest.raises(GatewayError) as info:
-        async for event in provider.stream_chat(call or chat()):
-            events.append(event)
-    return events, info.value
+    return await stream_error(provider, call or chat())
 
 
 async def until(condition: Any, timeout: float = 2.0) -> None:

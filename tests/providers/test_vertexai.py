@@ -38,7 +38,7 @@ from providers.types import (
     UserMessage,
 )
 from providers.vertexai import SPEC
-from tests.providers.helpers import collect, finished, text_of, tool_calls_of
+from tests.providers.helpers import collect, finished, stream_error, text_of, tool_calls_of
 
 PROJECT = "my-project-123"
 REGION = "europe-west4"
@@ -79,11 +79,7 @@ def api_requests(emulator: VertexAIEmulator) -> list[RecordedRequest]:
 
 
 async def chat_error(provider: Provider, call: ChatCall | None = None) -> tuple[list[Any], GatewayError]:
-    events: list[Any] = []
-    with pytest.raises(GatewayError) as info:
-        async for event in provider.stream_chat(call or chat()):
-            events.append(event)
-    return events, info.value
+    return await stream_error(provider, call or chat())
 
 
 # --- streaming -------------------------------------------------------------------------------------------------

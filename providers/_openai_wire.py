@@ -37,6 +37,7 @@ from openai.types.chat import (
 )
 
 from integration_api.errors import DeadlineExceeded, GatewayError, Internal, Unavailable, from_http_status
+from providers._openai_transport import UpstreamStream
 from providers._sse import SSEDecoder, SSEError
 from providers.parameters import ParameterReader
 from providers.types import (
@@ -177,23 +178,24 @@ _DRAIN_TIMEOUT_S = 0.1
 
 
 async def chat_events(
-    open_response: Callable[[], Awaitable[httpx2.Response]], translate: Callable[[Exception], GatewayError]
+    open_stream: Callable[[], Awaitable[UpstreamStream]], translate: Callable[[Exception], GatewayError]
 ) -> AsyncIterator[ChatEvent]:
-    """Gateway events from the chat-completions stream `open_response` starts, as each network read arrives.
+    """Gateway events from the chat-completions stream `open_stream` starts, as each network read arrives.
 
-    This is the hot path. The SDK builds and sends the request, applies auth and raises its typed error for a
-    non-2xx answer; `open_response` returns the response with its body unread. Its SSE bytes are decoded here
-    (`providers._sse`) and each event's JSON read with orjson straight into gateway events, with none of the
-    SDK's per-chunk pydantic objects; every event a read completes is yielded at once. `open_response` runs at
-    the first iteration, so its validation errors surface there too; SDK, transport and decoding errors leave
-    through `translate`. Closing the generator early (aclose, cancellation) closes the upstream response.
+    This is the hot path. `open_stream` sends the request (`providers._openai_transport`: the SDK's, or its
+    replay) and returns the 2xx answer with its body unread, or raises the SDK's typed error. The body's SSE
+    bytes are decoded here (`providers._sse`) and each event's JSON read with orjson straight into gateway
+    events, with none of the SDK's per-chunk pydantic objects; every event a read completes is yielded at once.
+    `open_stream` runs at the first iteration, so its validation errors surface there too; SDK, transport and
+    decoding errors leave through `translate`. Closing the generator early (aclose, cancellation) closes the
+    upstream response.
     """
     try:
-        response = await open_response()
-        reader = ChunkReader(response)
+        stream = await open_stream()
+        reader = ChunkReader(stream)
         decoder = SSEDecoder()
-        # `aclosing` closes the upstream response when the consumer stops early (aclose, cancellation).
-        async with aclosing(response), aclosing(response.aiter_bytes()) as chunks:
+        # `aclosing` releases the upstream response when the consumer stops early (aclose, cancellation).
+        async with aclosing(stream), aclosing(stream.chunks()) as chunks:
             async for chunk in chunks:
                 for sse in decoder.feed(chunk):
                     for event in reader.read(sse.data):
@@ -205,7 +207,7 @@ async def chat_events(
                 for sse in decoder.flush():
                     for event in reader.read(sse.data):
                         yield event
-        finished = reader.finished(response_request_id(response.headers))
+        finished = reader.finished(response_request_id(stream.headers))
     except SDK_ERRORS as exc:
         raise translate(exc) from exc
     yield finished
@@ -227,10 +229,10 @@ class ChunkReader:
     JSON of the wrong shape raises `openai.APIResponseValidationError`, so `gateway_error` maps both.
     """
 
-    __slots__ = ("called_tools", "done", "finish", "response", "response_id", "usage")
+    __slots__ = ("called_tools", "done", "finish", "response_id", "stream", "usage")
 
-    def __init__(self, response: httpx2.Response) -> None:
-        self.response = response  # the upstream response, for the SDK errors raised from its events
+    def __init__(self, stream: UpstreamStream) -> None:
+        self.stream = stream  # the upstream answer, for the SDK errors raised from its events
         self.done = False  # [DONE] was read: what follows is ignored
         self.finish: str | None = None
         self.usage: object = None
@@ -249,13 +251,13 @@ class ChunkReader:
             return self._events(chunk)
         except (AttributeError, TypeError, KeyError) as exc:
             raise openai.APIResponseValidationError(
-                self.response, chunk, message=f"a stream chunk does not match the API ({exc})"
+                self.stream.sdk_response(), chunk, message=f"a stream chunk does not match the API ({exc})"
             ) from exc
 
     def _events(self, chunk: Any) -> list[ChatEvent]:
         error = chunk.get("error")
         if error:
-            raise _error_event(error, self.response.request)
+            raise _error_event(error, self.stream.sdk_response().request)
         usage = chunk.get("usage")
         if usage is not None:
             self.usage = usage

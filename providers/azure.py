@@ -13,6 +13,7 @@ from __future__ import annotations
 from openai import AsyncAzureOpenAI
 
 from integration_api.errors import InvalidArgument
+from providers._openai_transport import ChatSender
 from providers.base import CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -35,10 +36,10 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     if not isinstance(api_version, str):
         raise InvalidArgument("credential field 'api_version' must be text")
 
-    def create() -> AsyncAzureOpenAI:
+    def create() -> ChatSender:
         # No azure_deployment: the SDK puts /deployments/{model} in each chat and embeddings URL, so one client
         # serves every deployment of the resource.
-        return AsyncAzureOpenAI(
+        client = AsyncAzureOpenAI(
             azure_endpoint=endpoint,
             api_key=key,
             api_version=api_version,
@@ -46,10 +47,11 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
             timeout=sdk_timeout(env.settings),
             http_client=http_client(env.settings),
         )
+        return ChatSender(client, env.settings)
 
-    client = env.clients.get_or_create(credential_digest(NAME, credential, endpoint), create)
+    sender = env.clients.get_or_create(credential_digest(NAME, credential, endpoint), create)
     # Deployments are named by their owner, so there is no sensible default model.
-    return OpenAIProvider(client, key, name=NAME, chat_model=None, embedding_model=None)
+    return OpenAIProvider(sender, key, name=NAME, chat_model=None, embedding_model=None)
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "Azure OpenAI (chat completions on a resource's deployments)")

@@ -5,24 +5,24 @@ adapter with its URL there (honoured only when the server's allowlist permits it
 with ``stream_options.include_usage``; Embedding, GetModeration and VerifyCredential (``models.list``) are the
 matching endpoints. `OpenAIProvider` is also the `azure` adapter, over an ``AsyncAzureOpenAI`` client.
 
-Clients use the SDK's aiohttp transport and one shared TLS context. The SDK builds and sends each chat request
-(auth, URL, typed errors), and `_openai_wire` reads the streamed body itself: see there why.
+Clients use the SDK's aiohttp transport and one shared TLS context. The SDK builds each chat request (auth, URL,
+typed errors), `_openai_transport` replays it for the next requests, and `_openai_wire` reads the streamed body
+itself: see there why.
 """
 
 from __future__ import annotations
 
 import functools
-import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import openai
 from openai import AsyncOpenAI, omit
 
 from integration_api.errors import GatewayError, InvalidArgument, Unavailable
 from integration_api.settings import Settings
 from providers import _openai_wire as wire
+from providers._openai_transport import ChatSender, UpstreamStream, tls_context
 from providers.base import ALL_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -54,24 +54,18 @@ def http_client(settings: Settings) -> openai.DefaultAioHttpClient:
     return openai.DefaultAioHttpClient(timeout=sdk_timeout(settings), verify=tls_context())
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context shared by every client, built on first use.
-
-    Building one loads the CA bundle: ~20 ms of blocking CPU that would otherwise stall the event loop each
-    time a new credential's client is created.
-    """
-    return httpx2.create_ssl_context()
-
-
 class OpenAIProvider(Provider):
-    """A chat-completions caller over one SDK client (an ``AsyncOpenAI`` or an ``AsyncAzureOpenAI``)."""
+    """A chat-completions caller over one SDK client (an ``AsyncOpenAI`` or an ``AsyncAzureOpenAI``).
+
+    Chat requests go out through the client's `ChatSender` (the SDK's request, then its replay); every other
+    call is the SDK's own.
+    """
 
     name = NAME
 
     def __init__(
         self,
-        client: AsyncOpenAI,
+        sender: ChatSender,
         secret: str,
         *,
         name: str = NAME,
@@ -79,7 +73,8 @@ class OpenAIProvider(Provider):
         embedding_model: str | None = DEFAULT_EMBEDDING_MODEL,
     ) -> None:
         self.name = name
-        self._client = client
+        self._sender = sender
+        self._client = sender.client
         self._secret = secret  # only to scrub it from upstream error text
         self._chat_model = chat_model
         self._embedding_model = embedding_model
@@ -87,13 +82,11 @@ class OpenAIProvider(Provider):
     def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
         return wire.chat_events(functools.partial(self._open_chat, call), self._error)
 
-    async def _open_chat(self, call: ChatCall) -> httpx2.Response:
-        """Send the streamed request; the open response's body is left to `wire.chat_events`.
+    async def _open_chat(self, call: ChatCall) -> UpstreamStream:
+        """Send the streamed request; the open answer's body is left to `wire.chat_events`.
 
-        ``client.post`` is the SDK's own request path (URL, auth, Azure's deployment routing, timeouts and its
-        typed error for a non-2xx answer) minus ``chat.completions.create``'s per-request type walk over the
-        body, which for a body we build ourselves from typed values changes nothing and costs ~0.2 ms for one
-        message and ~7 ms for a 30-message conversation with tools.
+        The body is built here from typed values, so ``chat.completions.create``'s per-request type walk over it
+        (~0.2 ms for one message, ~7 ms for a 30-message conversation with tools) would change nothing.
         """
         params = ParameterReader(call.parameters)
         body: dict[str, Any] = {"model": self._model(params, self._chat_model)}
@@ -104,14 +97,7 @@ class OpenAIProvider(Provider):
             body["tools"] = wire.chat_tools(call.tools)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        response: httpx2.Response = await self._client.post(
-            "/chat/completions",
-            cast_to=httpx2.Response,
-            body=body,
-            options={"security": {"bearer_auth": True}},
-            stream=True,
-        )
-        return response
+        return await self._sender.open(body)
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
         params = ParameterReader(call.parameters)
@@ -174,17 +160,18 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     key = required_field(NAME, credential, "key")
     base_url = resolve_base_url(NAME, credential, env) or DEFAULT_BASE_URL
 
-    def create() -> AsyncOpenAI:
-        return AsyncOpenAI(
+    def create() -> ChatSender:
+        client = AsyncOpenAI(
             api_key=key,
             base_url=base_url,
             max_retries=0,
             timeout=sdk_timeout(env.settings),
             http_client=http_client(env.settings),
         )
+        return ChatSender(client, env.settings)
 
-    client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return OpenAIProvider(client, key)
+    sender = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
+    return OpenAIProvider(sender, key)
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "OpenAI and OpenAI-compatible servers (chat completions)")

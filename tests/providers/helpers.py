@@ -44,3 +44,15 @@ async def stream_error(provider: Provider, call: ChatCall) -> tuple[list[ChatEve
         async for event in provider.stream_chat(call):
             events.append(event)
     return events, info.value
+
+
+# The `openai` and `azure` adapters send a model's first chat request through the SDK and replay it afterwards
+# (`providers._openai_transport`): their tests run once on each path.
+SEND_PATHS = ("sdk", "replay")
+
+
+async def on_send_path(path: str, provider: Provider, warm_up: ChatCall) -> Provider:
+    """`provider`, after one successful chat `warm_up` when `path` is "replay" (so the next chats replay)."""
+    if path == "replay":
+        finished(await collect(provider.stream_chat(warm_up)))
+    return provider

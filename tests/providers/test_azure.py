@@ -38,7 +38,7 @@ from providers.types import (
     ToolResult,
     UserMessage,
 )
-from tests.providers.helpers import collect, finished, stream_error, text_of, tool_calls_of
+from tests.providers.helpers import SEND_PATHS, collect, finished, on_send_path, stream_error, text_of, tool_calls_of
 
 KEY = "azure-key-0123456789abcdef"
 DEPLOYMENT = "my-gpt4o"
@@ -50,9 +50,12 @@ async def emulator() -> AsyncIterator[AzureEmulator]:
         yield emulator  # type: ignore[misc]
 
 
-@pytest.fixture
-def provider(emulator: AzureEmulator, provider_env: ProviderEnv) -> Provider:
-    return SPEC.factory({"subscription_key": KEY, "endpoint": emulator.base_url}, provider_env)
+@pytest.fixture(params=SEND_PATHS)
+async def provider(emulator: AzureEmulator, provider_env: ProviderEnv, request: pytest.FixtureRequest) -> Provider:
+    provider = SPEC.factory({"subscription_key": KEY, "endpoint": emulator.base_url}, provider_env)
+    await on_send_path(request.param, provider, chat())
+    emulator.requests.clear()
+    return provider
 
 
 def chat(*messages: Any, params: dict[str, Any] | None = None) -> ChatCall:

@@ -40,7 +40,7 @@ from providers.types import (
     ToolSpec,
     UserMessage,
 )
-from tests.providers.helpers import collect, finished, stream_error, text_of, tool_calls_of
+from tests.providers.helpers import SEND_PATHS, collect, finished, on_send_path, stream_error, text_of, tool_calls_of
 
 KEY = "sk-test-0123456789abcdef"
 MODEL = "gpt-4o-mini"
@@ -52,9 +52,12 @@ async def emulator() -> AsyncIterator[OpenAIEmulator]:
         yield emulator  # type: ignore[misc]
 
 
-@pytest.fixture
-def provider(emulator: OpenAIEmulator, provider_env: ProviderEnv) -> Provider:
-    return SPEC.factory({"key": KEY, "base_url": emulator.base_url}, provider_env)
+@pytest.fixture(params=SEND_PATHS)
+async def provider(emulator: OpenAIEmulator, provider_env: ProviderEnv, request: pytest.FixtureRequest) -> Provider:
+    provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, provider_env)
+    await on_send_path(request.param, provider, chat())
+    emulator.requests.clear()
+    return provider
 
 
 def chat(*messages: Any, tools: tuple[ToolSpec, ...] = (), params: dict[str, Any] | None = None) -> ChatCall:
@@ -264,10 +267,11 @@ async def test_a_connection_reset_mid_stream_is_unavailable(emulator: OpenAIEmul
     assert isinstance(exc, Unavailable)
 
 
-async def test_a_slow_upstream_times_out(emulator: OpenAIEmulator) -> None:
+@pytest.mark.parametrize("path", SEND_PATHS)
+async def test_a_slow_upstream_times_out(emulator: OpenAIEmulator, path: str) -> None:
     clients = ClientCache()
     env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",), idle_timeout_s=0.2), clients)
-    provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
+    provider = await on_send_path(path, SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env), chat())
     emulator.enqueue(Script(text="one two three", fault=Fault(stall_after_chunks=1, stall_s=5)))
     try:
         events, exc = await chat_error(provider)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROTO_SRC := protos/integration_api/proto/integration_api.proto
 PROTO_OUT := integration_api/proto
 
-.PHONY: help venv demo test lint typecheck protos protos-check check bench bench-peers clean
+.PHONY: help venv demo test lint typecheck protos protos-check check bench bench-soak bench-peers clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +45,9 @@ check: lint typecheck protos-check test ## Everything CI runs.
 
 bench: venv ## The side-by-side benchmark (bench/README.md).
 	$(BIN)/python -m bench.run
+
+bench-soak: venv ## Gateway memory over a 10-minute run of `integration-api bench` (bench/README.md).
+	$(BIN)/python -m bench.soak
 
 PEERS_VENV := bench/.peers-venv
 LITELLM ?= litellm[proxy]==1.106.2

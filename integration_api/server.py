@@ -8,6 +8,7 @@ their in-flight requests within the grace period, then the server stops.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -123,10 +124,21 @@ def _default_authenticator(settings: Settings) -> Authenticator:
     return KeyStoreAndJwtAuthenticator(settings)
 
 
+def freeze_heap() -> None:
+    """Keep what is loaded by now (modules, SDKs, descriptors: ~300,000 objects) out of the collector's full passes.
+
+    They live as long as the process, yet a full collection walks them all: ~200 ms with every adapter loaded, a
+    pause every stream on the server feels at once. Frozen, a full pass walks only what came after.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain."""
     server = GatewayServer(settings)
     await server.start()
+    freeze_heap()
     loop = asyncio.get_running_loop()
     stopping: asyncio.Future[None] = loop.create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):

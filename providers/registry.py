@@ -7,6 +7,7 @@ SDKs take seconds to import, and a server that never calls a vendor should not p
 
 from __future__ import annotations
 
+import gc
 import importlib
 import threading
 from collections.abc import Iterator
@@ -71,6 +72,7 @@ class _LazyAdapter:
                 if self._spec is None:
                     spec: ProviderSpec = importlib.import_module(f"providers.{self.name}").SPEC
                     self._spec = spec
+                    gc.freeze()  # the SDK just imported lives as long as the process (server.freeze_heap)
         return self._spec
 
     def __call__(self, credential: CredentialValue, env: ProviderEnv) -> Provider:

@@ -67,6 +67,10 @@ def _ff_p99(row: Row) -> float:
     return float(row["first_frame_ms"]["p99"])
 
 
+def _ff_p50(row: Row) -> float:
+    return float(row["first_frame_ms"]["p50"])
+
+
 def _server_cpu(row: Row) -> float:
     return float(row.get("server_cpu_us_per_request", 0.0))
 
@@ -81,9 +85,17 @@ TARGETS = (
     Target("(c) - (d2) first-frame p50, 1 stream", _first_frame_gap, "<=", 1.0, " ms"),
     Target("(c)/(e) requests/s, 1 stream", _ratio("c", "e", 1, _rps), ">=", 20.0),
     Target("(c)/(e) requests/s, 50 streams", _ratio("c", "e", 50, _rps), ">=", 20.0),
+    Target("(c)/(e) first-frame p50, 1 stream", _ratio("c", "e", 1, _ff_p50), "<=", 0.1),
+    Target("(c)/(e) first-frame p50, 50 streams", _ratio("c", "e", 50, _ff_p50), "<=", 0.1),
     Target("idle stream memory, gateway/bare", _memory_ratio, "<=", 1.5),
     Target("(b)/(a) server CPU per request, 1 stream", _ratio("b", "a", 1, _server_cpu), "info"),
     Target("(b)/(a) server CPU per request, 50 streams", _ratio("b", "a", 50, _server_cpu), "info"),
+    # The ceilings: (c) cannot beat the gateway with a free provider (b), nor (b) bare grpc.aio (a).
+    Target("ceiling of (c)/(d): (b)/(d) requests/s, 1 stream", _ratio("b", "d", 1, _rps), "info"),
+    Target("ceiling of (c)/(d): (b)/(d) requests/s, 50 streams", _ratio("b", "d", 50, _rps), "info"),
+    Target("ceiling of (c)/(e): (a)/(e) requests/s, 1 stream", _ratio("a", "e", 1, _rps), "info"),
+    Target("serve --workers 2: (b2)/(b) requests/s, 50 streams", _ratio("b2", "b", 50, _rps), "info"),
+    Target("serve --workers 2: (c2)/(c) requests/s, 50 streams", _ratio("c2", "c", 50, _rps), "info"),
 )
 
 

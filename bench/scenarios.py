@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,16 +83,16 @@ def _setup_echo(ctx: Context, stack: contextlib.ExitStack) -> Setup:
     return Setup(echo, None, _grpc_jobs(config))
 
 
-def _setup_simulated(ctx: Context, stack: contextlib.ExitStack) -> Setup:
-    gateway = start_gateway(ctx.log_dir)
+def _setup_simulated(ctx: Context, stack: contextlib.ExitStack, workers: int = 1) -> Setup:
+    gateway = start_gateway(ctx.log_dir, workers=workers)
     stack.callback(gateway.stop)
     config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
     return Setup(gateway.server, None, _grpc_jobs(config))
 
 
-def _setup_openai_adapter(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+def _setup_openai_adapter(ctx: Context, stack: contextlib.ExitStack, workers: int = 1) -> Setup:
     emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
-    gateway = start_gateway(ctx.log_dir, emulator=emulator)
+    gateway = start_gateway(ctx.log_dir, emulator=emulator, workers=workers)
     stack.callback(gateway.stop)
     config = LoadConfig(
         target=gateway.target,
@@ -126,12 +127,23 @@ def _setup_litellm(ctx: Context, stack: contextlib.ExitStack) -> Setup | None:
     return Setup(proxy, emulator, _http_jobs(lambda n: OpenAISDKLoad(base_url, n, api_key=master_key)))
 
 
+def _two_workers(setup: Callable[..., Setup]) -> Callable[[Context, contextlib.ExitStack], Setup]:
+    """The same gateway scenario with `integration-api serve --workers 2` (one port, SO_REUSEPORT)."""
+    return functools.partial(setup, workers=2)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in (
         Scenario("a", "bare grpc.aio echo", (1, 50), _setup_echo),
         Scenario("b", "gateway, simulated provider", (1, 50), _setup_simulated),
         Scenario("c", "gateway, OpenAI adapter -> emulator", (1, 50), _setup_openai_adapter),
+        Scenario(
+            "b2", "gateway --workers 2, simulated provider", (50,), functools.partial(_setup_simulated, workers=2)
+        ),
+        Scenario(
+            "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
+        ),
         Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
         Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),
         Scenario("e", "LiteLLM proxy -> emulator", (1, 50), _setup_litellm),

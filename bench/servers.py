@@ -54,7 +54,9 @@ def emulator_base_url(emulator: ServerProcess) -> str:
     return f"http://127.0.0.1:{emulator.port}/v1"
 
 
-def start_gateway(log_dir: Path, *, emulator: ServerProcess | None = None, name: str = "gateway") -> Gateway:
+def start_gateway(
+    log_dir: Path, *, emulator: ServerProcess | None = None, name: str = "gateway", workers: int = 1
+) -> Gateway:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     api_key, _ = ApiKeyStore(data_dir).create(name="bench", organization_id="bench", project_id="bench")
     env = {
@@ -66,6 +68,7 @@ def start_gateway(log_dir: Path, *, emulator: ServerProcess | None = None, name:
         env["INTEGRATION_API_PROVIDER_BASE_URLS"] = json.dumps({"openai": emulator_base_url(emulator)})
     port = free_port()
     argv = [sys.executable, "-m", "integration_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers)]
     try:
         server = start_server(name, argv, port, log_dir, env=env)
     except BaseException:

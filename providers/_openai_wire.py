@@ -6,9 +6,9 @@ back to gateway events; and the ``openai`` SDK's (and its transport's) exception
 exception type, HTTP status and the error body's ``code``/``type`` fields, never by message text). Vendor
 types stay in here.
 
-The stream is the hot path: the SDK sends the request (``with_streaming_response``), and the body's SSE bytes
-are read here with `providers._sse` and orjson. The SDK's own stream reader builds a pydantic object per chunk,
-which costs more CPU than everything else in a request together.
+The stream is the hot path: `providers._openai_transport` sends the request (the SDK's, or its replay), and the
+body's SSE bytes are read here with `providers._sse` and orjson. The SDK's own stream reader builds a pydantic
+object per chunk, which costs more CPU than everything else in a request together.
 """
 
 from __future__ import annotations

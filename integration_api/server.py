@@ -38,6 +38,10 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+        # grpc core refuses (CANCELLED) a growing share of new calls once more than the soft limit (default
+        # 1,000) arrived faster than the server accepts them: every backend reconnecting after a deploy does that.
+        ("grpc.server.max_pending_requests", settings.max_pending_streams),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_streams),
     ]
 
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_time_s: float = Field(default=30.0, gt=0, description="ping idle connections this often")
     keepalive_timeout_s: float = Field(default=10.0, gt=0, description="drop a connection whose ping is unanswered")
+    max_pending_streams: int = Field(
+        default=20_000, ge=1, description="new calls waiting to be accepted before gRPC starts refusing some"
+    )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain; with tls_key_file, serve TLS")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
     grace_period_s: float = Field(default=15.0, ge=0, description="how long SIGTERM waits for in-flight requests")

@@ -16,6 +16,7 @@ One StreamChat RPC is one `StreamSession`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
@@ -37,9 +38,11 @@ OUTBOX_SIZE = 1024  # frames buffered per stream before runs wait for the client
 
 
 class ProviderBuilder(Protocol):
-    """Builds the provider caller for one request from its provider name and credential."""
+    """The provider caller for one request, from its provider name and credential, held for the request's length."""
 
-    def __call__(self, provider_name: str, credential: pb.Credential, rpc: str) -> Provider: ...
+    def __call__(
+        self, provider_name: str, credential: pb.Credential, rpc: str
+    ) -> contextlib.AbstractContextManager[Provider]: ...
 
 
 class RequestRun:
@@ -83,23 +86,24 @@ class RequestRun:
     async def _stream(self, accumulated: ResponseAccumulator) -> pb.ChatResponse:
         session = self.session
         call = parse_chat_request(self.request)
+        name = session.provider_for(self.request)
         async with session.slots:
-            provider = session.build_provider(session.provider_for(self.request), self.request.credential, "StreamChat")
-            events = provider.stream_chat(call)
-            encode_text = TextFrameEncoder(self.request_id)
-            try:
-                async for event in events:
-                    if isinstance(event, TextDelta):
-                        accumulated.add_text(event.text)
-                        await session.send(encode_text(event.text))
-                    elif isinstance(event, ToolCallDelta):
-                        accumulated.add_tool_call(event)
-                        await session.send(tool_call_frame(self.request_id, event).SerializeToString())
-                    elif isinstance(event, ChatFinished):
-                        return final_frame(self.request_id, accumulated, event)
-            finally:
-                await events.aclose()  # type: ignore[attr-defined]  # closes the upstream call at once
-        raise Internal(f"provider {provider.name!r} ended its stream without finishing the response")
+            with session.provider(name, self.request.credential, "StreamChat") as provider:
+                events = provider.stream_chat(call)
+                encode_text = TextFrameEncoder(self.request_id)
+                try:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            accumulated.add_text(event.text)
+                            await session.send(encode_text(event.text))
+                        elif isinstance(event, ToolCallDelta):
+                            accumulated.add_tool_call(event)
+                            await session.send(tool_call_frame(self.request_id, event).SerializeToString())
+                        elif isinstance(event, ChatFinished):
+                            return final_frame(self.request_id, accumulated, event)
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]  # closes the upstream call at once
+        raise Internal(f"provider {name!r} ended its stream without finishing the response")
 
 
 class StreamSession:
@@ -107,12 +111,12 @@ class StreamSession:
 
     def __init__(
         self,
-        build_provider: ProviderBuilder,
+        provider: ProviderBuilder,
         settings: Settings,
         lifecycle: Lifecycle,
         provider_name: str | None,
     ) -> None:
-        self.build_provider = build_provider
+        self.provider = provider
         self.settings = settings
         self.lifecycle = lifecycle
         self.provider_name = provider_name

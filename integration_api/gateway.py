@@ -8,8 +8,9 @@ on unary RPCs, never UNKNOWN.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import NoReturn, Protocol, TypeVar
 
 import grpc
@@ -24,6 +25,7 @@ from integration_api.requests import credential_value, decode_parameters, parse_
 from integration_api.settings import Settings
 from integration_api.status import rich_status
 from providers.base import Provider, ProviderEnv
+from providers.clients import ClientCache
 from providers.registry import ProviderRegistry
 from providers.resilience import ResilientProvider
 from providers.types import ChatFinished, EmbeddingCall, ModerationCall, RerankCall, TextDelta, ToolCallDelta
@@ -51,23 +53,30 @@ class Gateway:
         self,
         settings: Settings,
         registry: ProviderRegistry,
-        env: ProviderEnv,
+        clients: ClientCache,
         authenticator: Authenticator,
         lifecycle: Lifecycle,
     ) -> None:
         self.settings = settings
         self.registry = registry
-        self.env = env
+        self.clients = clients
         self.authenticator = authenticator
         self.lifecycle = lifecycle
 
     # --- shared steps ----------------------------------------------------------------------------------------
 
-    def build_provider(self, provider_name: str, credential: pb.Credential, rpc: str) -> Provider:
+    @contextlib.contextmanager
+    def provider(self, provider_name: str, credential: pb.Credential, rpc: str) -> Iterator[Provider]:
+        """The caller of one request, built from its own credential; its SDK client stays open until the end."""
         spec = self.registry.get(provider_name)
         if rpc not in spec.rpcs:
             raise Unimplemented(f"provider {provider_name!r} does not support {rpc}")
-        return ResilientProvider(spec.factory(credential_value(credential), self.env), self.settings)
+        lease = self.clients.lease()
+        try:
+            env = ProviderEnv(self.settings, lease)
+            yield ResilientProvider(spec.factory(credential_value(credential), env), self.settings)
+        finally:
+            lease.release()
 
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         try:
@@ -90,7 +99,7 @@ class Gateway:
         await self._authenticate(context)
         if self.lifecycle.draining:
             await _abort(context, Unavailable("the server is shutting down; open the stream on another instance"))
-        session = StreamSession(self.build_provider, self.settings, self.lifecycle, provider_name)
+        session = StreamSession(self.provider, self.settings, self.lifecycle, provider_name)
         await session.serve(requests, context.write)
 
     # --- unary RPCs --------------------------------------------------------------------------------------------
@@ -112,16 +121,17 @@ class Gateway:
             if request.action != pb.REQUEST_ACTION_START:
                 raise InvalidArgument("Chat is unary: only StreamChat accepts a CANCEL action")
             call = parse_chat_request(request)
-            provider = self.build_provider(self._provider_name(bound, request.providerName), request.credential, "Chat")
             accumulated = ResponseAccumulator()
-            async for event in provider.stream_chat(call):
-                if isinstance(event, TextDelta):
-                    accumulated.add_text(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    accumulated.add_tool_call(event)
-                elif isinstance(event, ChatFinished):
-                    return final_frame(call.request_id, accumulated, event)
-            raise Internal(f"provider {provider.name!r} ended without finishing the response")
+            name = self._provider_name(bound, request.providerName)
+            with self.provider(name, request.credential, "Chat") as provider:
+                async for event in provider.stream_chat(call):
+                    if isinstance(event, TextDelta):
+                        accumulated.add_text(event.text)
+                    elif isinstance(event, ToolCallDelta):
+                        accumulated.add_tool_call(event)
+                    elif isinstance(event, ChatFinished):
+                        return final_frame(call.request_id, accumulated, event)
+            raise Internal(f"provider {name!r} ended without finishing the response")
 
         return await self._unary(context, complete)
 
@@ -130,9 +140,9 @@ class Gateway:
     ) -> pb.EmbeddingResponse:
         async def embed() -> pb.EmbeddingResponse:
             name = self._provider_name(bound, request.providerName)
-            provider = self.build_provider(name, request.credential, "Embedding")
             call = EmbeddingCall(dict(request.content), decode_parameters(request.modelParameters))
-            result = await provider.embed(call)
+            with self.provider(name, request.credential, "Embedding") as provider:
+                result = await provider.embed(call)
             data = [pb.Embedding(index=v.index, embedding=v.values) for v in result.vectors]
             metrics = [pb.Metric(name="INPUT_TOKEN", value=str(result.usage.input_tokens))]
             return pb.EmbeddingResponse(code=200, success=True, data=data, metrics=metrics)
@@ -144,9 +154,9 @@ class Gateway:
     ) -> pb.RerankingResponse:
         async def rerank() -> pb.RerankingResponse:
             name = self._provider_name(bound, request.providerName)
-            provider = self.build_provider(name, request.credential, "Reranking")
             call = RerankCall(request.query, dict(request.content), decode_parameters(request.modelParameters))
-            result = await provider.rerank(call)
+            with self.provider(name, request.credential, "Reranking") as provider:
+                result = await provider.rerank(call)
             data = [
                 pb.Reranking(index=s.index, content=s.content, relevanceScore=s.relevance_score) for s in result.scores
             ]
@@ -161,9 +171,9 @@ class Gateway:
 
         async def verify() -> pb.VerifyCredentialResponse:
             name = self._provider_name(bound, request.providerName)
-            provider = self.build_provider(name, request.credential, "VerifyCredential")
             try:
-                description = await provider.verify_credential()
+                with self.provider(name, request.credential, "VerifyCredential") as provider:
+                    description = await provider.verify_credential()
             except (Unimplemented, Internal):
                 raise
             except GatewayError as error:
@@ -177,9 +187,9 @@ class Gateway:
     ) -> pb.GetModerationResponse:
         async def moderate() -> pb.GetModerationResponse:
             name = self._provider_name(bound, request.providerName)
-            provider = self.build_provider(name, request.credential, "GetModeration")
             call = ModerationCall(request.content, request.model, decode_parameters(request.modelParameters))
-            result = await provider.moderate(call)
+            with self.provider(name, request.credential, "GetModeration") as provider:
+                result = await provider.moderate(call)
             data = [pb.Moderation(name=key, value=value) for key, value in sorted(result.scores.items())]
             return pb.GetModerationResponse(code=200, success=True, data=data)
 

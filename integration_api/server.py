@@ -20,7 +20,6 @@ from integration_api.gateway import Authenticator, Gateway
 from integration_api.lifecycle import Lifecycle
 from integration_api.services import add_services
 from integration_api.settings import Settings
-from providers.base import ProviderEnv
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry, default_registry
 
@@ -60,8 +59,7 @@ class GatewayServer:
         self.authenticator = authenticator or _default_authenticator(settings)
         self.lifecycle = Lifecycle(settings.grace_period_s)
         self.clients = ClientCache(settings.client_cache_size, settings.client_cache_ttl_s)
-        env = ProviderEnv(settings=settings, clients=self.clients)
-        self.gateway = Gateway(settings, self.registry, env, self.authenticator, self.lifecycle)
+        self.gateway = Gateway(settings, self.registry, self.clients, self.authenticator, self.lifecycle)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(options=server_options(settings))
         self.port = 0

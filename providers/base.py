@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from integration_api.errors import Unimplemented
-from providers.clients import ClientCache
+from providers.clients import ClientSource
 from providers.types import (
     ChatCall,
     ChatEvent,
@@ -64,10 +64,13 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class ProviderEnv:
-    """What every factory receives besides the credential: the settings and shared, reusable resources."""
+    """What every factory receives besides the credential: the settings and shared, reusable resources.
+
+    `clients` is the server's `ClientCache`, or, for one request, a `ClientLease` on it (see `Gateway.provider`).
+    """
 
     settings: Settings
-    clients: ClientCache
+    clients: ClientSource
 
 
 ProviderFactory = Callable[[CredentialValue, ProviderEnv], Provider]

@@ -21,7 +21,7 @@ from integration_api.lifecycle import Lifecycle
 from integration_api.services import add_services
 from integration_api.settings import Settings
 from providers.clients import ClientCache
-from providers.registry import ProviderRegistry, default_registry
+from providers.registry import ProviderRegistry, default_registry, preload
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,10 @@ def freeze_heap() -> None:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain."""
     server = GatewayServer(settings)
+    if settings.preload_providers:
+        # An SDK takes 0.1-1 s to import (anthropic ~1 s): imported by its first request, on the event loop, it
+        # would stall every stream of the process meanwhile. Imported now, before the port opens, nothing waits.
+        preload(server.registry)
     await server.start()
     freeze_heap()
     loop = asyncio.get_running_loop()

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Streams
     max_inflight_per_stream: int = Field(default=16, ge=1, description="concurrent requests per stream; more wait")
     default_provider: str = "simulated"
+    preload_providers: bool = Field(
+        default=True, description="import every adapter's SDK at start-up, before the port opens"
+    )
 
     # Upstream calls
     allowed_base_urls: Annotated[tuple[str, ...], NoDecode] = ()

@@ -66,6 +66,10 @@ class _LazyAdapter:
         self._spec: ProviderSpec | None = None
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        return self._spec is not None
+
     def load(self) -> ProviderSpec:
         if self._spec is None:
             with self._lock:
@@ -96,7 +100,7 @@ def default_registry() -> ProviderRegistry:
 
 
 def preload(registry: ProviderRegistry) -> None:
-    """Import every lazily registered adapter now (a server may prefer paying this at start-up)."""
+    """Import every lazily registered adapter now (`serve` does before it opens its port, unless told not to)."""
     for spec in registry:
         if isinstance(spec.factory, _LazyAdapter):
             spec.factory.load()

@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 from integration_api.errors import InvalidArgument, Unimplemented
-from providers.registry import BUILTIN_RPCS, ProviderRegistry, default_registry
+from providers.registry import BUILTIN_RPCS, ProviderRegistry, _LazyAdapter, default_registry, preload
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_RPCS))
@@ -24,3 +24,12 @@ def test_unknown_and_disabled_providers() -> None:
         registry.get("nope")
     with pytest.raises(Unimplemented, match="not enabled"):
         ProviderRegistry().get("openai")
+
+
+def test_preloading_loads_every_builtin_adapter() -> None:
+    registry = default_registry()
+    lazy = [spec.factory for spec in registry if isinstance(spec.factory, _LazyAdapter)]
+    assert len(lazy) == len(BUILTIN_RPCS)
+    assert not any(adapter.loaded for adapter in lazy)
+    preload(registry)
+    assert all(adapter.loaded for adapter in lazy)

@@ -18,10 +18,8 @@ import asyncio
 import base64
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -37,6 +35,7 @@ from openai.types.chat import (
 )
 
 from integration_api.errors import DeadlineExceeded, GatewayError, Internal, Unavailable, from_http_status
+from providers._http import retry_after, scrub
 from providers._openai_transport import UpstreamStream
 from providers._sse import SSEDecoder, SSEError
 from providers.parameters import ParameterReader
@@ -436,26 +435,4 @@ def _body_message(exc: openai.APIError, secret: str) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else None
     text = message if isinstance(message, str) and message else exc.message
-    # Some vendors echo (part of) the key in 401 messages; never pass the key on.
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The upstream's retry advice in seconds: retry-after-ms (Azure), else retry-after (seconds or a date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(float(milliseconds) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
+    return scrub(text, secret)  # some vendors echo (part of) the key in 401 messages

@@ -18,6 +18,7 @@ environment names for its URL, as the SDK's requests do.
 from __future__ import annotations
 
 import functools
+import json
 import ssl
 import urllib.parse
 import urllib.request
@@ -126,7 +127,7 @@ class ChatSender:
         if self._session is None:
             self._session = _session()
         response = await self._session.post(
-            route.url, data=orjson.dumps(body), headers=route.headers, proxy=route.proxy, timeout=self._timeout
+            route.url, data=_json(body), headers=route.headers, proxy=route.proxy, timeout=self._timeout
         )
         if response.status >= 300:
             try:
@@ -150,6 +151,13 @@ def tls_context() -> ssl.SSLContext:
     time a new credential's client is created.
     """
     return httpx2.create_ssl_context()
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # an integer beyond 64 bits (e.g. a seed of 1e20), which orjson refuses and the SDK sends
+        return json.dumps(body).encode()
 
 
 def _session() -> aiohttp.ClientSession:

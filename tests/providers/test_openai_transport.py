@@ -75,6 +75,18 @@ async def test_openai_replays_send_the_sdks_request_with_their_own_body(openai_e
     assert all(r.body["stream_options"] == {"include_usage": True} for r in openai_emulator.requests)
 
 
+async def test_a_replay_sends_integers_beyond_64_bits_as_the_sdk_does(openai_emulator: OpenAIEmulator) -> None:
+    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",)), ClientCache())
+    credential = {"key": KEY, "base_url": openai_emulator.base_url}
+    call = ChatCall("req-1", (UserMessage("hi"),), {"model.name": "gpt-4o", "model.seed": 1e20})
+    try:
+        for _ in range(2):  # the SDK's request, then the replay
+            finished(await collect(openai.SPEC.factory(credential, env).stream_chat(call)))
+    finally:
+        await env.clients.aclose()
+    assert [r.body["seed"] for r in openai_emulator.requests] == [10**20, 10**20]
+
+
 async def test_azure_replays_keep_the_deployment_path_api_version_and_key(azure_emulator: AzureEmulator) -> None:
     credential = {"subscription_key": KEY, "endpoint": azure_emulator.base_url}
     await three_chats(azure_emulator, azure.SPEC, credential, "my-deployment")

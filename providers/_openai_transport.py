@@ -36,8 +36,11 @@ from integration_api.settings import Settings
 
 __all__ = ["ChatRoute", "ChatSender", "UpstreamStream", "tls_context"]
 
-# Headers of the SDK's request that belong to one request or to httpx2, not to the route: aiohttp sets its own.
-_NOT_REPLAYED = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding", "connection"})
+# Headers of the SDK's request that belong to one request or to httpx2, not to the route: aiohttp sets its own,
+# and an idempotency key (which no SDK version used here sends for chat) must never be reused.
+_NOT_REPLAYED = frozenset(
+    {"host", "content-length", "transfer-encoding", "accept-encoding", "connection", "idempotency-key"}
+)
 # Routes are per model (Azure puts the deployment in the URL); a client used with more models than this keeps
 # sending the rest through the SDK.
 MAX_ROUTES = 64

@@ -137,7 +137,7 @@ class ChatSender:
                 content = await response.read()
             finally:
                 response.release()
-            raise status_error(response, content, route.url)
+            raise _status_error(response, content, route.url)
         return _ReplayedStream(response, route.url)
 
     async def close(self) -> None:
@@ -170,7 +170,7 @@ def _session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector)
 
 
-def status_error(response: aiohttp.ClientResponse, content: bytes, url: str) -> openai.APIStatusError:
+def _status_error(response: aiohttp.ClientResponse, content: bytes, url: str) -> openai.APIStatusError:
     """The SDK's error for a non-2xx answer, with the body unwrapped as the SDK unwraps it (its ``error``)."""
     body: object
     try:
@@ -178,10 +178,14 @@ def status_error(response: aiohttp.ClientResponse, content: bytes, url: str) -> 
     except orjson.JSONDecodeError:
         body = content.decode("utf-8", "replace").strip() or None
     detail = body.get("error", body) if isinstance(body, dict) else body
-    sdk_response = httpx2.Response(
-        response.status, headers=list(response.raw_headers), content=content, request=httpx2.Request("POST", url)
-    )
+    sdk_response = _sdk_response(response, url, content)
     return openai.APIStatusError(f"Error code: {response.status} - {body}", response=sdk_response, body=detail)
+
+
+def _sdk_response(response: aiohttp.ClientResponse, url: str, content: bytes = b"") -> httpx2.Response:
+    """An aiohttp answer as the httpx2 response the SDK's exception types carry."""
+    request = httpx2.Request("POST", url)
+    return httpx2.Response(response.status, headers=list(response.raw_headers), content=content, request=request)
 
 
 class _SdkStream:
@@ -226,8 +230,7 @@ class _ReplayedStream:
             yield chunk
 
     def sdk_response(self) -> httpx2.Response:
-        request = httpx2.Request("POST", self._url)
-        return httpx2.Response(self._response.status, headers=list(self._response.raw_headers), request=request)
+        return _sdk_response(self._response, self._url)
 
     async def aclose(self) -> None:
         self._response.release()

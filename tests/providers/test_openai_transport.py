@@ -10,14 +10,12 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
-from integration_api.settings import Settings
 from integration_api.testing.emulators.azure import AzureEmulator
 from integration_api.testing.emulators.base import Emulator, RecordedRequest
 from integration_api.testing.emulators.openai import OpenAIEmulator
 from providers import azure, openai
 from providers._openai_transport import environment_proxy
 from providers.base import ProviderEnv, ProviderSpec
-from providers.clients import ClientCache
 from providers.types import ChatCall, UserMessage
 from tests.providers.helpers import collect, finished, text_of
 
@@ -34,16 +32,14 @@ def replayed_headers(request: RecordedRequest) -> dict[str, str]:
     return {name.lower(): value for name, value in request.headers.items() if name.lower() not in PER_REQUEST}
 
 
-async def three_chats(emulator: Emulator, spec: ProviderSpec, credential: Mapping[str, str], model: str) -> None:
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",)), ClientCache())
-    try:
-        for word in ("one", "two", "three"):
-            provider = spec.factory(dict(credential), env)
-            events = await collect(provider.stream_chat(chat(model, f"Say {word}.")))
-            assert finished(events).finish_reason == "stop"
-            assert text_of(events)
-    finally:
-        await env.clients.aclose()
+async def three_chats(
+    emulator: Emulator, spec: ProviderSpec, credential: Mapping[str, str], model: str, env: ProviderEnv
+) -> None:
+    for word in ("one", "two", "three"):
+        provider = spec.factory(dict(credential), env)
+        events = await collect(provider.stream_chat(chat(model, f"Say {word}.")))
+        assert finished(events).finish_reason == "stop"
+        assert text_of(events)
     assert len(emulator.requests) == 3
 
 
@@ -59,8 +55,11 @@ async def azure_emulator() -> AsyncIterator[AzureEmulator]:
         yield emulator  # type: ignore[misc]
 
 
-async def test_openai_replays_send_the_sdks_request_with_their_own_body(openai_emulator: OpenAIEmulator) -> None:
-    await three_chats(openai_emulator, openai.SPEC, {"key": KEY, "base_url": openai_emulator.base_url}, "gpt-4o")
+async def test_openai_replays_send_the_sdks_request_with_their_own_body(
+    openai_emulator: OpenAIEmulator, provider_env: ProviderEnv
+) -> None:
+    credential = {"key": KEY, "base_url": openai_emulator.base_url}
+    await three_chats(openai_emulator, openai.SPEC, credential, "gpt-4o", provider_env)
     first, *replays = openai_emulator.requests
     assert first.headers["Authorization"] == f"Bearer {KEY}"
     assert "x-stainless-lang" in replayed_headers(first)
@@ -75,21 +74,21 @@ async def test_openai_replays_send_the_sdks_request_with_their_own_body(openai_e
     assert all(r.body["stream_options"] == {"include_usage": True} for r in openai_emulator.requests)
 
 
-async def test_a_replay_sends_integers_beyond_64_bits_as_the_sdk_does(openai_emulator: OpenAIEmulator) -> None:
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",)), ClientCache())
+async def test_a_replay_sends_integers_beyond_64_bits_as_the_sdk_does(
+    openai_emulator: OpenAIEmulator, provider_env: ProviderEnv
+) -> None:
     credential = {"key": KEY, "base_url": openai_emulator.base_url}
     call = ChatCall("req-1", (UserMessage("hi"),), {"model.name": "gpt-4o", "model.seed": 1e20})
-    try:
-        for _ in range(2):  # the SDK's request, then the replay
-            finished(await collect(openai.SPEC.factory(credential, env).stream_chat(call)))
-    finally:
-        await env.clients.aclose()
+    for _ in range(2):  # the SDK's request, then the replay
+        finished(await collect(openai.SPEC.factory(credential, provider_env).stream_chat(call)))
     assert [r.body["seed"] for r in openai_emulator.requests] == [10**20, 10**20]
 
 
-async def test_azure_replays_keep_the_deployment_path_api_version_and_key(azure_emulator: AzureEmulator) -> None:
+async def test_azure_replays_keep_the_deployment_path_api_version_and_key(
+    azure_emulator: AzureEmulator, provider_env: ProviderEnv
+) -> None:
     credential = {"subscription_key": KEY, "endpoint": azure_emulator.base_url}
-    await three_chats(azure_emulator, azure.SPEC, credential, "my-deployment")
+    await three_chats(azure_emulator, azure.SPEC, credential, "my-deployment", provider_env)
     first, *replays = azure_emulator.requests
     assert first.path.endswith("/openai/deployments/my-deployment/chat/completions")
     assert first.query["api-version"]
@@ -99,19 +98,15 @@ async def test_azure_replays_keep_the_deployment_path_api_version_and_key(azure_
         assert replayed_headers(replay) == replayed_headers(first)
 
 
-async def test_each_model_has_its_own_route(azure_emulator: AzureEmulator) -> None:
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",)), ClientCache())
+async def test_each_model_has_its_own_route(azure_emulator: AzureEmulator, provider_env: ProviderEnv) -> None:
     credential = {"subscription_key": KEY, "endpoint": azure_emulator.base_url}
-    try:
-        for deployment in ("alpha", "beta", "alpha", "beta"):
-            finished(await collect(azure.SPEC.factory(credential, env).stream_chat(chat(deployment))))
-    finally:
-        await env.clients.aclose()
+    for deployment in ("alpha", "beta", "alpha", "beta"):
+        finished(await collect(azure.SPEC.factory(credential, provider_env).stream_chat(chat(deployment))))
     assert [r.path.split("/")[-3] for r in azure_emulator.requests] == ["alpha", "beta", "alpha", "beta"]
 
 
 async def test_replays_go_through_the_environments_proxy(
-    openai_emulator: OpenAIEmulator, monkeypatch: pytest.MonkeyPatch
+    openai_emulator: OpenAIEmulator, provider_env: ProviderEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The "upstream" is an address nothing listens on; the emulator is the proxy, and answers what it is sent.
     async with OpenAIEmulator() as target:
@@ -119,7 +114,7 @@ async def test_replays_go_through_the_environments_proxy(
     monkeypatch.setenv("HTTP_PROXY", openai_emulator.base_url.removesuffix("/v1"))
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    await three_chats(openai_emulator, openai.SPEC, {"key": KEY, "base_url": unreachable}, "gpt-4o")
+    await three_chats(openai_emulator, openai.SPEC, {"key": KEY, "base_url": unreachable}, "gpt-4o", provider_env)
 
 
 def test_the_environments_proxy_is_looked_up_per_url(monkeypatch: pytest.MonkeyPatch) -> None:

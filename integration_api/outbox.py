@@ -31,6 +31,12 @@ class Outbox(Generic[T]):
             self._producers.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # Woken by `get` and cancelled before it could run: the slot it was given goes to the next
+                    # producer, or that one would wait although there is room.
+                    self._wake_producer()
+                raise
             finally:
                 if not waiter.done():
                     waiter.cancel()
@@ -51,9 +57,14 @@ class Outbox(Generic[T]):
             finally:
                 self._consumer = None
         item = self._items.popleft()
+        if self._producers:  # tested here, not in the call: get is on every frame's path
+            self._wake_producer()
+        return item
+
+    def _wake_producer(self) -> None:
+        """Wake the oldest producer still waiting, if there is room for it."""
         while self._producers and len(self._items) < self._limit:
             waiter = self._producers.popleft()
-            if not waiter.done():
+            if not waiter.done():  # a producer cancelled while waiting left its cancelled waiter behind
                 waiter.set_result(None)
                 break
-        return item

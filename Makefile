@@ -2,10 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The client's runtime wheels, fetched at install time so tests/test_packaging.py can install the client offline.
+WHEELHOUSE := $(VENV)/wheelhouse
 PROTO_SRC := protos/integration_api/proto/integration_api.proto
 PROTO_OUT := integration_api/proto
 
-.PHONY: help venv demo test lint typecheck protos protos-check check bench bench-soak bench-peers clean
+.PHONY: help venv wheelhouse demo test lint typecheck protos protos-check check bench bench-soak bench-peers clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,7 +18,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv and install the package with its dev tools.
+# Only what a bare `pip install integration-api` resolves to (no extras): the packaging test installs the wheel it
+# builds from these with --no-index, so a server-only dependency leaking into the client install fails there.
+$(WHEELHOUSE)/.complete: $(VENV)/.installed
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip download -q --no-build-isolation -d $(WHEELHOUSE) .
+	touch $@
+
+wheelhouse: $(WHEELHOUSE)/.complete ## Download the client's runtime wheels (for tests/test_packaging.py).
+
+venv: $(VENV)/.installed $(WHEELHOUSE)/.complete ## Create .venv, install the package with its dev tools.
 
 demo: venv ## Start a server and stream a reply from the built-in simulated provider.
 	$(BIN)/integration-api demo

@@ -47,9 +47,13 @@ class ClientCache:
     the last of them is done, so no stream is cut in the middle: requests take clients through a `lease`.
     """
 
-    def __init__(self, max_size: int = 256, ttl_s: float = 600.0) -> None:
+    def __init__(
+        self, max_size: int = 256, ttl_s: float = 600.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._max_size = max_size
         self._ttl_s = ttl_s
+        # Public so a test can drive expiry with a fake clock, also on the cache a running server built.
+        self.clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._retired: set[_Entry] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -65,7 +69,7 @@ class ClientCache:
         return ClientLease(self)
 
     def _entry(self, digest: str, create: Callable[[], Any]) -> _Entry:
-        now = time.monotonic()
+        now = self.clock()
         entry = self._entries.get(digest)
         if entry is not None and entry.expires > now:
             self._entries.move_to_end(digest)

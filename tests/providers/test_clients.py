@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from providers.clients import ClientCache, credential_digest
+from tests.fake_clock import FakeClock
 
 
 class FakeClient:
@@ -25,13 +24,13 @@ async def settle() -> None:
     await asyncio.sleep(0)
 
 
-async def test_one_client_per_digest_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("providers.clients.time.monotonic", lambda: now[0])
-    cache = ClientCache(max_size=8, ttl_s=60)
+async def test_one_client_per_digest_until_it_expires() -> None:
+    clock = FakeClock()
+    cache = ClientCache(max_size=8, ttl_s=60, clock=clock)
     first = cache.get_or_create("a", lambda: FakeClient("a1"))
+    clock.now += 59
     assert cache.get_or_create("a", lambda: FakeClient("a2")) is first
-    now[0] += 61
+    clock.now += 1  # exactly the TTL: expired
     second = cache.get_or_create("a", lambda: FakeClient("a2"))
     await settle()
     assert (second.name, first.closed, second.closed) == ("a2", True, False)
@@ -63,6 +62,20 @@ async def test_an_evicted_client_in_use_closes_when_its_last_request_is_done() -
     await settle()
     assert held.closed
     assert cache.get_or_create("a", lambda: FakeClient("a-new")).name == "a-new"
+
+
+async def test_an_expired_client_in_use_closes_when_its_request_is_done() -> None:
+    clock = FakeClock()
+    cache = ClientCache(max_size=4, ttl_s=60, clock=clock)
+    lease = cache.lease()
+    held = lease.get_or_create("a", lambda: FakeClient("a"))
+    clock.now += 60
+    assert cache.get_or_create("a", lambda: FakeClient("a-new")).name == "a-new"  # evicts the expired one
+    await settle()
+    assert not held.closed
+    lease.release()
+    await settle()
+    assert held.closed
 
 
 async def test_a_released_client_that_is_still_cached_stays_open() -> None:

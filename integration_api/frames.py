@@ -1,4 +1,4 @@
-"""Building the `ChatResponse` frames of a request, following PROTOCOL.md's conventions.
+"""Building the `ChatResponse` frames of a request, following docs/protocol.md's conventions.
 
 A request's response is zero or more delta frames followed by exactly one terminal frame: the final frame
 (accumulated message, finishReason, metrics, usage) or an error frame. `ResponseAccumulator` gathers what the

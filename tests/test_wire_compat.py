@@ -1,4 +1,4 @@
-"""A client written only from PROTOCOL.md's field numbers (no generated classes) can hold a stream.
+"""A client written only from docs/protocol.md's field numbers (no generated classes) can hold a stream.
 
 This is what an existing Go client does on the wire: if these bytes work, their bytes work.
 """

@@ -1,7 +1,8 @@
 """`Credential`: the vendor credential sent with each request, built from keyword arguments per vendor.
 
-The gateway holds no vendor keys: every request carries its own credential (PROTOCOL.md, ``Credential.value``).
-The constructors below use the value keys each vendor adapter reads. The repr never shows a secret.
+The gateway holds no vendor keys: every request carries its own credential (docs/protocol.md,
+``Credential.value``). The constructors below use the value keys each vendor adapter reads. The repr never shows
+a secret.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """From the protocol's response messages to the client's typed events, results and exceptions.
 
 Frames of revision-1 servers (no ``final`` flag, no typed usage) are understood too: their terminal frame is the
-one that carries metrics (PROTOCOL.md), and their usage is read from the token metrics.
+one that carries metrics (docs/protocol.md), and their usage is read from the token metrics.
 """
 
 from __future__ import annotations

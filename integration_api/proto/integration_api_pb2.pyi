@@ -3,7 +3,7 @@
 isort:skip_file
 The integration_api wire protocol.
 
-Byte-compatible with the protocol existing Go clients speak (../shared/PROTOCOL.md): same package, service
+Byte-compatible with the protocol existing Go clients speak (docs/protocol.md): same package, service
 and method names, field numbers and types. Every addition of ours uses a new field number (so old clients
 ignore it) and is marked "Added (revision N)". The current protocol revision is in GetVersionResponse.
 """

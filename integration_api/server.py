@@ -56,6 +56,7 @@ class GatewayServer:
     ) -> None:
         self.settings = settings
         self.registry = registry or default_registry()
+        self.registry.on_load(lambda _name: freeze_heap())  # an SDK imported on first use lives as long as we do
         self.authenticator = authenticator or _default_authenticator(settings)
         self.lifecycle = Lifecycle(settings.grace_period_s)
         self.clients = ClientCache(settings.client_cache_size, settings.client_cache_ttl_s)

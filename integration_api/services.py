@@ -13,18 +13,10 @@ import grpc
 
 from integration_api.gateway import Gateway
 from integration_api.proto import integration_api_pb2 as pb
+from providers.vendors import VENDORS
 
-# Per-provider services of the protocol and the provider each one is bound to.
-PROVIDER_SERVICES: dict[str, str] = {
-    "OpenAiService": "openai",
-    "AzureService": "azure",
-    "GeminiService": "gemini",
-    "VertexAiService": "vertexai",
-    "CohereService": "cohere",
-    "AnthropicService": "anthropic",
-    "MistralService": "mistral",
-    "ReplicateService": "replicate",
-}
+# Per-provider services of the protocol and the provider each one is bound to (from the vendor table).
+PROVIDER_SERVICES: dict[str, str] = {vendor.service: vendor.name for vendor in VENDORS}
 UNIFIED_SERVICE = "UnifiedProviderService"
 
 

@@ -1,4 +1,4 @@
-"""Every vendor through the real gRPC server, the real SDK and that vendor's wire-format emulator.
+"""Every vendor of the vendor table through the real gRPC server, the real SDK and that vendor's wire-format emulator.
 
 One matrix, because every emulator takes the same `Script`: text and tool-call streaming, usage and finish
 reason, a tool-result turn, each error class, mid-stream errors, retries before (never after) the first token,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.testing.emulators import Emulator, Fault, RecordedRequest, Script, ToolCallScript, emulator_for
+from providers import vendors
 from tests.conftest import RunningGateway, make_settings, start_gateway
 from tests.grpc_helpers import StreamDriver, cancel_request, chat_request, credential, packed_value
 
@@ -40,37 +41,51 @@ def _service_account(emulator: Emulator) -> str:
     })  # fmt: skip
 
 
+# What the matrix needs of a vendor beyond the vendor table (`providers.vendors`): a model name, tool calling.
+MODELS = {
+    "openai": "gpt-test",
+    "azure": "gpt-deployment",
+    "anthropic": "claude-test",
+    "gemini": "gemini-test",
+    "vertexai": "gemini-test",
+    "mistral": "mistral-test",
+    "cohere": "command-test",
+    "replicate": "meta/llama-test",
+}
+WITHOUT_TOOLS = {"replicate"}
+URL_FIELDS = ("base_url", "endpoint")  # the credential fields naming where the adapter connects (allowlisted)
+
+
 @dataclass(frozen=True)
 class Vendor:
-    name: str
-    credential: Callable[[Emulator], dict[str, Any]]
-    model: str = "test-model"
-    tools: bool = True
+    entry: vendors.Vendor
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def model(self) -> str:
+        return MODELS.get(self.name, "test-model")
+
+    @property
+    def tools(self) -> bool:
+        return self.name not in WITHOUT_TOOLS
+
+    @property
+    def url_field(self) -> str:
+        return next(field for field in URL_FIELDS if field in self.entry.credential_fields)
+
+    def credential(self, emulator: Emulator) -> dict[str, Any]:
+        """The vendor's required fields (secrets: SECRET_KEY), and its URL field pointing at the emulator."""
+        values = {"project_id": "test-project", "region": "us-central1"}
+        cred = {field: values.get(field, SECRET_KEY) for field in self.entry.required}
+        if "service_account_key" in cred:
+            cred["service_account_key"] = _service_account(emulator)
+        return {**cred, self.url_field: emulator.base_url}
 
 
-def _keyed(emulator: Emulator) -> dict[str, Any]:
-    return {"key": SECRET_KEY, "base_url": emulator.base_url}
-
-
-VENDORS = [
-    Vendor("openai", _keyed, "gpt-test"),
-    Vendor("azure", lambda e: {"subscription_key": SECRET_KEY, "endpoint": e.base_url}, "gpt-deployment"),
-    Vendor("anthropic", _keyed, "claude-test"),
-    Vendor("gemini", _keyed, "gemini-test"),
-    Vendor(
-        "vertexai",
-        lambda e: {
-            "project_id": "test-project",
-            "region": "us-central1",
-            "service_account_key": _service_account(e),
-            "base_url": e.base_url,
-        },
-        "gemini-test",
-    ),
-    Vendor("mistral", _keyed, "mistral-test"),
-    Vendor("cohere", _keyed, "command-test"),
-    Vendor("replicate", _keyed, "meta/llama-test", tools=False),
-]
+VENDORS = [Vendor(entry) for entry in vendors.VENDORS]
 
 
 @pytest.fixture(params=VENDORS, ids=[vendor.name for vendor in VENDORS])
@@ -236,7 +251,7 @@ async def test_cancel_closes_the_upstream_connection(harness: Harness) -> None:
 
 async def test_base_url_outside_the_allowlist_is_refused(harness: Harness) -> None:
     cred = dict(harness.vendor.credential(harness.emulator))
-    cred["endpoint" if harness.vendor.name == "azure" else "base_url"] = "http://169.254.169.254/latest"
+    cred[harness.vendor.url_field] = "http://169.254.169.254/latest"
     _, final = await harness.run(cred=credential(**cred))
     assert final.error.status == "PERMISSION_DENIED"
     assert not _chat_requests(harness.emulator)
@@ -280,11 +295,7 @@ def _chat_requests(emulator: Emulator) -> list[RecordedRequest]:
     return [r for r in emulator.requests if r.method == "POST" and not r.path.endswith(("/token", "/cancel"))]
 
 
-UNARY_SUPPORT = {
-    "Embedding": {"openai", "azure", "gemini", "vertexai", "cohere"},
-    "Reranking": {"cohere"},
-    "GetModeration": {"openai", "azure"},
-}
+UNARY_RPCS = ("Embedding", "Reranking", "GetModeration")
 
 
 async def test_unary_rpcs_where_supported(harness: Harness) -> None:
@@ -292,22 +303,23 @@ async def test_unary_rpcs_where_supported(harness: Harness) -> None:
     cred = credential(**harness.vendor.credential(harness.emulator))
     verified = await stub.VerifyCredential(pb.VerifyCredentialRequest(providerName=name, credential=cred), metadata=md)
     assert verified.success, verified.errorMessage
-    if name in UNARY_SUPPORT["Embedding"]:
+    rpcs = harness.vendor.entry.rpcs
+    if "Embedding" in rpcs:
         model = {"model.name": packed_value(harness.vendor.model)}
         request = pb.EmbeddingRequest(
             providerName=name, credential=cred, content={0: "alpha", 1: "beta"}, modelParameters=model
         )
         embedded = await stub.Embedding(request, metadata=md)
         assert [e.index for e in embedded.data] == [0, 1] and all(len(e.embedding) > 0 for e in embedded.data)
-    if name in UNARY_SUPPORT["Reranking"]:
+    if "Reranking" in rpcs:
         request = pb.RerankingRequest(providerName=name, credential=cred, query="q", content={0: "a", 1: "b"})
         ranked = await stub.Reranking(request, metadata=md)
         assert sorted(r.index for r in ranked.data) == [0, 1]
-    if name in UNARY_SUPPORT["GetModeration"]:
+    if "GetModeration" in rpcs:
         request = pb.GetModerationRequest(providerName=name, credential=cred, content="some text")
         moderated = await stub.GetModeration(request, metadata=md)
         assert moderated.success and moderated.data
-    unsupported = [rpc for rpc, vendors in UNARY_SUPPORT.items() if name not in vendors]
+    unsupported = [rpc for rpc in UNARY_RPCS if rpc not in rpcs]
     for rpc in unsupported:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             if rpc == "Embedding":

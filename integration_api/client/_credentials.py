@@ -50,10 +50,17 @@ class Credential:
         return cls.of(key=key, base_url=base_url)
 
     @classmethod
-    def vertex(cls, *, project_id: str, service_account_key: str | Mapping[str, Any], region: str) -> Credential:
+    def vertex(
+        cls,
+        *,
+        project_id: str,
+        service_account_key: str | Mapping[str, Any],
+        region: str,
+        base_url: str | None = None,
+    ) -> Credential:
         """`service_account_key` is the JSON key file's text, or its parsed content."""
         key_text = service_account_key if isinstance(service_account_key, str) else json.dumps(service_account_key)
-        return cls.of(project_id=project_id, service_account_key=key_text, region=region)
+        return cls.of(project_id=project_id, service_account_key=key_text, region=region, base_url=base_url)
 
     @classmethod
     def mistral(cls, *, key: str, base_url: str | None = None) -> Credential:

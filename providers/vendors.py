@@ -10,8 +10,9 @@ Adding a vendor touches its adapter (`providers/<name>.py`, exposing `SPEC`), it
 `Credential.<name>(...)` constructor in the client, which a test holds to the entry's credential fields; the gRPC
 service must already exist in the .proto).
 
-Kept import-light on purpose (no vendor SDK, no gRPC, no protobuf, no settings): the client and the emulators may
-import it without loading the server.
+Kept import-light on purpose: no vendor SDK, no gRPC, no protobuf, no settings (a test checks), so the emulators
+and tools may import it without loading the server. The client does not import it (a bare client install lacks
+the dependencies of the `providers` package); the test of `Credential` compares its constructors with it instead.
 """
 
 from __future__ import annotations

@@ -12,14 +12,16 @@ import weakref
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
+from google.protobuf.message import Message
+
 from integration_api.client import _requests as requests
 from integration_api.client import _results as results
-from integration_api.client._config import ConnectionConfig
+from integration_api.client._config import MAX_MESSAGE_BYTES, ConnectionConfig
 from integration_api.client._credentials import Credential
 from integration_api.client._errors import StreamClosedError, UnimplementedError
-from integration_api.client._requests import Parameters
+from integration_api.client._requests import Parameters, ensure_fits
 from integration_api.client._stream import AsyncChatStream
-from integration_api.client._transport import AsyncTransport, GrpcTransport
+from integration_api.client._transport import AsyncTransport, GrpcTransport, ResponseT
 from integration_api.client._types import (
     ChatResult,
     CredentialCheck,
@@ -43,7 +45,9 @@ class AsyncClient:
     `tls` turns TLS on (implied by `root_certificates`: PEM bytes, PEM text or a path; None uses the system's
     roots); `keepalive` is the ping interval in seconds on idle connections (None: no pings); `timeout` is the
     deadline of unary calls in seconds (None: no deadline); `reconnect_attempts` bounds how often a broken stream
-    reconnects in a row. Use it as ``async with AsyncClient(...) as client:`` or call `aclose()`.
+    reconnects in a row; `max_message_bytes` is the largest request sent (larger ones raise `RequestTooLargeError`
+    unsent) and response received: keep it equal to the gateway's ``INTEGRATION_API_MAX_MESSAGE_BYTES`` (16 MiB by
+    default). Use it as ``async with AsyncClient(...) as client:`` or call `aclose()`.
 
     ``INTEGRATION_API_ENABLED=false`` in the environment makes every call fail with `ClientDisabledError`.
     """
@@ -59,6 +63,7 @@ class AsyncClient:
         keepalive: float | None = 30.0,
         timeout: float | None = 600.0,
         reconnect_attempts: int = 5,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._config = ConnectionConfig.build(
             target,
@@ -69,6 +74,7 @@ class AsyncClient:
             keepalive=keepalive,
             timeout=timeout,
             reconnect_attempts=reconnect_attempts,
+            max_message_bytes=max_message_bytes,
         )
         self._transport = self._create_transport(self._config)
         self._streams: weakref.WeakSet[AsyncChatStream] = weakref.WeakSet()
@@ -151,11 +157,16 @@ class AsyncClient:
             credential=credential,
             model=model,
             reconnect_attempts=self._config.reconnect_attempts,
+            max_message_bytes=self._config.max_message_bytes,
         )
         self._streams.add(stream)
         return stream
 
     # --- unary calls --------------------------------------------------------------------------------------------
+
+    async def _unary(self, method: str, request: Message, response_type: type[ResponseT]) -> ResponseT:
+        ensure_fits(request, self._config.max_message_bytes)  # gRPC would fail it as RESOURCE_EXHAUSTED ("retryable")
+        return await self._transport.unary(method, request, response_type, deadline=self._config.timeout)
 
     async def chat(
         self,
@@ -179,7 +190,7 @@ class AsyncClient:
             tools=tools,
             parameters=parameters,
         )
-        response = await self._transport.unary("Chat", request, pb.ChatResponse, deadline=self._config.timeout)
+        response = await self._unary("Chat", request, pb.ChatResponse)
         return results.chat_result(response)
 
     async def embed(
@@ -196,9 +207,7 @@ class AsyncClient:
         request = requests.embedding_request(
             inputs, provider=provider, model=model, credential=credential, parameters=parameters
         )
-        response = await self._transport.unary(
-            "Embedding", request, pb.EmbeddingResponse, deadline=self._config.timeout
-        )
+        response = await self._unary("Embedding", request, pb.EmbeddingResponse)
         return results.embedding_result(response)
 
     async def rerank(
@@ -216,18 +225,14 @@ class AsyncClient:
         request = requests.rerank_request(
             query, documents, provider=provider, model=model, credential=credential, parameters=parameters
         )
-        response = await self._transport.unary(
-            "Reranking", request, pb.RerankingResponse, deadline=self._config.timeout
-        )
+        response = await self._unary("Reranking", request, pb.RerankingResponse)
         return results.rerank_result(response)
 
     async def verify_credential(self, credential: Credential, *, provider: str | None = None) -> CredentialCheck:
         """Whether the provider accepts `credential`; a rejected credential is a result (`valid=False`)."""
         self._raise_if_closed()
         request = requests.verify_request(credential, provider=provider)
-        response = await self._transport.unary(
-            "VerifyCredential", request, pb.VerifyCredentialResponse, deadline=self._config.timeout
-        )
+        response = await self._unary("VerifyCredential", request, pb.VerifyCredentialResponse)
         return results.credential_check(response)
 
     async def moderate(
@@ -244,7 +249,5 @@ class AsyncClient:
         request = requests.moderation_request(
             content, provider=provider, model=model, credential=credential, parameters=parameters
         )
-        response = await self._transport.unary(
-            "GetModeration", request, pb.GetModerationResponse, deadline=self._config.timeout
-        )
+        response = await self._unary("GetModeration", request, pb.GetModerationResponse)
         return results.moderation_result(response)

@@ -18,7 +18,7 @@ from integration_api.client._errors import ClientDisabledError
 ENABLED_ENV = "INTEGRATION_API_ENABLED"
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's default limit
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the gateway's default INTEGRATION_API_MAX_MESSAGE_BYTES
 KEEPALIVE_TIMEOUT_S = 10.0
 USER_AGENT = "integration-api-python"
 
@@ -69,6 +69,7 @@ class ConnectionConfig:
     keepalive: float | None = 30.0
     timeout: float | None = 600.0
     reconnect_attempts: int = 5
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     @classmethod
     def build(
@@ -82,6 +83,7 @@ class ConnectionConfig:
         keepalive: float | None,
         timeout: float | None,
         reconnect_attempts: int,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> ConnectionConfig:
         if not target:
             raise ValueError("target must be 'host:port' of the gateway")
@@ -91,6 +93,8 @@ class ConnectionConfig:
             raise ValueError("keepalive must be a positive number of seconds, or None to disable pings")
         if reconnect_attempts < 0:
             raise ValueError("reconnect_attempts must be >= 0")
+        if max_message_bytes <= 0:
+            raise ValueError("max_message_bytes must be a positive number of bytes")
         return cls(
             target=target,
             metadata=auth_metadata(api_key, service_token),
@@ -99,13 +103,14 @@ class ConnectionConfig:
             keepalive=keepalive,
             timeout=timeout,
             reconnect_attempts=reconnect_attempts,
+            max_message_bytes=max_message_bytes,
         )
 
     def channel_options(self) -> list[tuple[str, int | str]]:
         options: list[tuple[str, int | str]] = [
             ("grpc.primary_user_agent", USER_AGENT),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
             # Reconnect quickly after a server restart; the stream's own backoff bounds the attempts.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),

@@ -12,6 +12,7 @@ mapped once, in ``_transport.map_grpc_errors``; nothing here depends on gRPC.
     ├── StreamClosedError                the stream (or client) was closed before the request finished
     └── APIError                         the gateway or the connection reported a failure
         ├── BadRequestError              INVALID_ARGUMENT    400
+        │   └── RequestTooLargeError     INVALID_ARGUMENT    413  refused by the client: over the message limit
         ├── AuthenticationError          UNAUTHENTICATED     401
         ├── PermissionDeniedError        PERMISSION_DENIED   403
         ├── NotFoundError                NOT_FOUND           404
@@ -105,6 +106,51 @@ class APIError(IntegrationAPIError):
 class BadRequestError(APIError):
     status = "INVALID_ARGUMENT"
     default_code = 400
+
+
+class RequestTooLargeError(BadRequestError):
+    """The serialized request is over the largest message the gateway accepts, so the client did not send it.
+
+    gRPC would refuse it for the whole call: every other request on the stream would fail with it. `size` and
+    `limit` are in bytes (the limit is the client's `max_message_bytes`, which should match the gateway's).
+    """
+
+    default_code = 413
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        size: int = 0,
+        limit: int = 0,
+        code: int | None = None,
+        human_message: str = "",
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            message,
+            code=code,
+            human_message=human_message,
+            retryable=retryable,
+            retry_after=retry_after,
+            request_id=request_id,
+        )
+
+    def copy(self, *, request_id: str | None = None) -> APIError:
+        return RequestTooLargeError(
+            self.message,
+            size=self.size,
+            limit=self.limit,
+            code=self.code,
+            human_message=self.human_message,
+            retryable=self.retryable,
+            retry_after=self.retry_after,
+            request_id=request_id if request_id is not None else self.request_id,
+        )
 
 
 class AuthenticationError(APIError):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
+from google.protobuf.message import Message
+
 from integration_api.client._convert import credential_proto, messages_proto, model_parameters, tools_proto
 from integration_api.client._credentials import Credential
+from integration_api.client._errors import RequestTooLargeError
 from integration_api.client._types import MessageParam, ParameterValue, ToolParam
 from integration_api.proto import integration_api_pb2 as pb
 
@@ -37,6 +40,24 @@ def chat_request(
         modelParameters=model_parameters(model, parameters),
         toolDefinitions=tools_proto(tools),
     )
+
+
+def ensure_fits(request: Message, limit: int, *, request_id: str | None = None) -> None:
+    """Raise `RequestTooLargeError` when `request` serializes to more than `limit` bytes.
+
+    Checked before sending because gRPC refuses an oversized message for the whole call: on a stream, every other
+    request on it would fail too.
+    """
+    size = request.ByteSize()
+    if size > limit:
+        raise RequestTooLargeError(
+            f"the request is {size:,} bytes serialized, over the {limit:,}-byte message limit, so it was not sent; "
+            "send less (fewer or shorter messages), or raise both the gateway's INTEGRATION_API_MAX_MESSAGE_BYTES "
+            "and the client's max_message_bytes",
+            size=size,
+            limit=limit,
+            request_id=request_id,
+        )
 
 
 def cancel_request(request_id: str) -> pb.ChatRequest:

@@ -26,6 +26,7 @@ import random
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
+from integration_api.client._config import MAX_MESSAGE_BYTES
 from integration_api.client._credentials import Credential
 from integration_api.client._errors import (
     APIConnectionError,
@@ -38,7 +39,7 @@ from integration_api.client._errors import (
     StreamClosedError,
     StreamInterruptedError,
 )
-from integration_api.client._requests import Parameters, cancel_request, chat_request, new_request_id
+from integration_api.client._requests import Parameters, cancel_request, chat_request, ensure_fits, new_request_id
 from integration_api.client._response import AsyncChatResponse, RequestState
 from integration_api.client._results import is_terminal
 from integration_api.client._transport import AsyncTransport, StreamCall
@@ -97,12 +98,14 @@ class AsyncChatStream:
         credential: Credential | None = None,
         model: str | None = None,
         reconnect_attempts: int = 5,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._provider = provider
         self._transport = transport
         self._credential = credential
         self._model = model
         self._reconnect_attempts = reconnect_attempts
+        self._max_message_bytes = max_message_bytes
         self._pending: dict[str, RequestState] = {}
         self._connection: _Connection | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -127,6 +130,8 @@ class AsyncChatStream:
 
         `messages` are dicts like ``{"role": "user", "content": "hi"}`` or message objects; `parameters` are
         plain values sent as ``model.<name>`` (the prefix is optional); `request_id` defaults to a new uuid4 hex.
+        A request over the client's `max_message_bytes` raises `RequestTooLargeError` and is not sent (the stream
+        and its other requests are untouched).
         """
         self._raise_if_unusable()
         request_id = request_id or new_request_id()
@@ -141,6 +146,7 @@ class AsyncChatStream:
             tools=tools,
             parameters=parameters,
         )
+        ensure_fits(request, self._max_message_bytes, request_id=request_id)
         state = RequestState(request)
         self._pending[request_id] = state
         try:

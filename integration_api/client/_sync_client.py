@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from integration_api.client._async_client import DEFAULT_TARGET, AsyncClient
+from integration_api.client._config import MAX_MESSAGE_BYTES
 from integration_api.client._credentials import Credential
 from integration_api.client._loop import LoopThread
 from integration_api.client._requests import Parameters
@@ -47,6 +48,7 @@ class Client:
         keepalive: float | None = 30.0,
         timeout: float | None = 600.0,
         reconnect_attempts: int = 5,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self._async = self._create_async_client(
             target,
@@ -57,6 +59,7 @@ class Client:
             keepalive=keepalive,
             timeout=timeout,
             reconnect_attempts=reconnect_attempts,
+            max_message_bytes=max_message_bytes,
         )
         self._loop = LoopThread()
 

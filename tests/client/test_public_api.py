@@ -12,15 +12,16 @@ from integration_api.client import AsyncChatResponse, AsyncChatStream, AsyncClie
 from integration_api.testing import fake
 
 EXPECTED = {
-    "CLIENT_PROTOCOL_REVISION", "DEFAULT_TARGET", "ENABLED_ENV", "MINIMUM_SERVER_REVISION",
-    "APIConnectionError", "APIError", "APITimeoutError", "AssistantMessage", "AsyncChatResponse", "AsyncChatStream",
-    "AsyncClient", "AuthenticationError", "BadRequestError", "ChatEvent", "ChatResponse", "ChatResult", "ChatStream",
-    "Client", "ClientDisabledError", "ConflictError", "Credential", "CredentialCheck", "Embedding", "EmbeddingResult",
+    "CLIENT_PROTOCOL_REVISION", "DEFAULT_TARGET", "ENABLED_ENV", "MINIMUM_SERVER_REVISION", "APIConnectionError",
+    "APIError", "APITimeoutError", "AssistantMessage", "AsyncChatResponse", "AsyncChatStream", "AsyncClient",
+    "AuthenticationError", "BadRequestError", "ChatEvent", "ChatResponse", "ChatResult", "ChatStream", "Client",
+    "ClientDisabledError", "ConflictError", "Credential", "CredentialCheck", "Embedding", "EmbeddingResult",
     "IncompatibleServerError", "IntegrationAPIError", "InternalServerError", "Message", "MessageParam",
     "ModerationResult", "NotFoundError", "PermissionDeniedError", "ProviderInfo", "RateLimitError",
-    "RequestCancelledError", "RerankResult", "RerankedDocument", "ServiceUnavailableError", "StreamClosedError",
-    "StreamInterruptedError", "SystemMessage", "TextDelta", "Timings", "Tool", "ToolCall", "ToolCallDelta",
-    "ToolMessage", "ToolParam", "ToolResult", "UnimplementedError", "Usage", "UserMessage", "VersionInfo",
+    "RequestCancelledError", "RequestTooLargeError", "RerankResult", "RerankedDocument", "ServiceUnavailableError",
+    "StreamClosedError", "StreamInterruptedError", "SystemMessage", "TextDelta", "Timings", "Tool", "ToolCall",
+    "ToolCallDelta", "ToolMessage", "ToolParam", "ToolResult", "UnimplementedError", "Usage", "UserMessage",
+    "VersionInfo",
 }  # fmt: skip
 
 

@@ -48,7 +48,8 @@ def test_fields_are_declared_once() -> None:
 
 def _value(field: str) -> str:
     if field == "service_account_key":
-        return json.dumps(VertexAIEmulator().service_account_key("test-project"))
+        key = VertexAIEmulator().service_account_key("test-project")
+        return json.dumps({**key, "token_uri": "https://oauth2.googleapis.com/token"})  # allowed; not called here
     return {"region": "us-central1", "project_id": "test-project", "endpoint": "http://127.0.0.1:9"}.get(field, "x")
 
 

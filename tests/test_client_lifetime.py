@@ -11,15 +11,19 @@ import pytest
 from integration_api.testing.emulators.base import Script
 from integration_api.testing.emulators.openai import OpenAIEmulator
 from tests.conftest import make_settings, start_gateway
+from tests.fake_clock import FakeClock
 from tests.grpc_helpers import chat_request, credential
 
 WORDS = " ".join(f"w{i}" for i in range(20))
+TTL_S = 600.0
 
 
 @pytest.mark.parametrize("evicted_by", ["expiry", "size"])
 async def test_a_stream_outlives_its_clients_eviction(tmp_path: Path, evicted_by: str) -> None:
-    ttl, size = (0.2, 16) if evicted_by == "expiry" else (600.0, 1)
-    gateway = await start_gateway(make_settings(tmp_path, client_cache_ttl_s=ttl, client_cache_size=size))
+    size = 16 if evicted_by == "expiry" else 1
+    gateway = await start_gateway(make_settings(tmp_path, client_cache_ttl_s=TTL_S, client_cache_size=size))
+    clock = FakeClock()
+    gateway.server.clients.clock = clock  # before any request: no entry was stamped with the real clock
     try:
         async with OpenAIEmulator() as emulator:
             emulator.enqueue(Script(text=WORDS, chunk_delay_s=0.05))  # ~1 s of streaming
@@ -29,7 +33,8 @@ async def test_a_stream_outlives_its_clients_eviction(tmp_path: Path, evicted_by
             first = await asyncio.wait_for(slow.call.read(), 5)
             assert first.requestId == "slow"
             if evicted_by == "expiry":
-                await asyncio.sleep(ttl + 0.1)
+                assert clock.reads  # the cache stamps its entries with this clock
+                clock.now += TTL_S
             # A request whose client lookup evicts the slow request's client: expired, or one too many.
             other_key = "sk-slow" if evicted_by == "expiry" else "sk-other"
             other_credential = credential(key=other_key, base_url=emulator.base_url)

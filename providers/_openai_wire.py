@@ -35,7 +35,7 @@ from openai.types.chat import (
 )
 
 from integration_api.errors import DeadlineExceeded, GatewayError, Internal, Unavailable, from_http_status
-from providers._http import retry_after, scrub
+from providers._http import retry_after
 from providers._openai_transport import UpstreamStream
 from providers._sse import SSEDecoder, SSEError
 from providers.parameters import ParameterReader
@@ -360,16 +360,16 @@ def _floats(embedding: object) -> tuple[float, ...]:
 # --- errors ----------------------------------------------------------------------------------------------------
 
 
-def gateway_error(exc: Exception, vendor: str, secret: str) -> GatewayError:
-    """The GatewayError for an exception the SDK raised; `secret` is scrubbed from any upstream text."""
+def gateway_error(exc: Exception, vendor: str) -> GatewayError:
+    """The GatewayError for an exception the SDK raised; upstream text is quoted as is (`scrubbed` takes keys out)."""
     if isinstance(exc, openai.APIConnectionError | httpx2.RequestError | aiohttp.ClientError):
         return _transport_error(exc, vendor)
     if isinstance(exc, openai.APIStatusError):
-        return _status_error(exc, vendor, secret)
+        return _status_error(exc, vendor)
     if isinstance(exc, openai.APIResponseValidationError):
         return Unavailable(f"{vendor} sent a response that does not match its API")
     if isinstance(exc, openai.APIError):
-        return _stream_error(exc, vendor, secret)
+        return _stream_error(exc, vendor)
     if isinstance(exc, SSEError):
         return Unavailable(f"{vendor} sent an event stream that cannot be decoded: {exc}")
     if isinstance(exc, json.JSONDecodeError):
@@ -396,9 +396,9 @@ def _transport_error(exc: Exception, vendor: str) -> GatewayError:
     return Unavailable(f"could not reach {vendor} or the connection broke ({cause})")
 
 
-def _status_error(exc: openai.APIStatusError, vendor: str, secret: str) -> GatewayError:
+def _status_error(exc: openai.APIStatusError, vendor: str) -> GatewayError:
     headers = exc.response.headers
-    message = f"{vendor} returned HTTP {exc.status_code}: {_body_message(exc, secret)}"
+    message = f"{vendor} returned HTTP {exc.status_code}: {_body_message(exc)}"
     return from_http_status(
         exc.status_code,
         message,
@@ -407,10 +407,10 @@ def _status_error(exc: openai.APIStatusError, vendor: str, secret: str) -> Gatew
     )
 
 
-def _stream_error(exc: openai.APIError, vendor: str, secret: str) -> GatewayError:
+def _stream_error(exc: openai.APIError, vendor: str) -> GatewayError:
     """An error event inside a stream: its body stands in for the HTTP status it does not have."""
     status = _status_of_body(exc.body)
-    message = f"{vendor} sent an error event: {_body_message(exc, secret)}"
+    message = f"{vendor} sent an error event: {_body_message(exc)}"
     if status is None:
         return Unavailable(message)
     return from_http_status(status, message)
@@ -431,8 +431,7 @@ def _status_of_body(body: object) -> int | None:
     return None
 
 
-def _body_message(exc: openai.APIError, secret: str) -> str:
+def _body_message(exc: openai.APIError) -> str:
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else None
-    text = message if isinstance(message, str) and message else exc.message
-    return scrub(text, secret)  # some vendors echo (part of) the key in 401 messages
+    return message if isinstance(message, str) and message else exc.message

@@ -13,7 +13,7 @@ tuple. A line or an event longer than `max_event_bytes` raises `SSEError` rather
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import NamedTuple
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEError", "ServerSentEvent", "aiter_events"]
@@ -126,7 +126,7 @@ class SSEDecoder:
 
 async def aiter_events(
     chunks: AsyncIterable[bytes], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """The events of a body read as `chunks`, each yielded as soon as the read that completes it arrives."""
     decoder = SSEDecoder(max_event_bytes)
     async for chunk in chunks:

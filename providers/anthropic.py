@@ -42,7 +42,7 @@ from integration_api.errors import (
     Unavailable,
     from_http_status,
 )
-from providers._http import retry_after, scrub
+from providers._http import Scrubber, retry_after, scrubbed
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -95,9 +95,8 @@ class AnthropicProvider(Provider):
 
     name = NAME
 
-    def __init__(self, client: AsyncAnthropic, secret: str) -> None:
+    def __init__(self, client: AsyncAnthropic) -> None:
         self._client = client
-        self._secret = secret  # only to scrub it from upstream error text
 
     async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
         request = build_request(call)
@@ -120,13 +119,13 @@ class AnthropicProvider(Provider):
                 async for event in events:
                     yield event
         except _SDK_ERRORS as exc:
-            raise gateway_error(exc, self._secret) from exc
+            raise gateway_error(exc) from exc
 
     async def verify_credential(self) -> str:
         try:
             page = await self._client.models.list()
         except _SDK_ERRORS as exc:
-            raise gateway_error(exc, self._secret) from exc
+            raise gateway_error(exc) from exc
         return f"{NAME} credential accepted ({len(page.data)} models visible)"
 
 
@@ -353,23 +352,24 @@ async def chat_events(stream: AsyncStream[RawMessageStreamEvent]) -> AsyncGenera
 # --- errors ----------------------------------------------------------------------------------------------------
 
 
-def gateway_error(exc: Exception, secret: str) -> GatewayError:
-    """The GatewayError for an exception the SDK (or its transport) raised; `secret` is scrubbed from any text."""
+def gateway_error(exc: Exception) -> GatewayError:
+    """The GatewayError for an exception the SDK (or its transport) raised; upstream text is quoted as is (the
+    factory's `scrubbed` wrapper takes the key out of it)."""
     if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return DeadlineExceeded(f"{NAME} did not answer in time")
     if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
         cause = exc.__cause__ if isinstance(exc, anthropic.APIConnectionError) else exc
         return Unavailable(f"could not reach {NAME} or the connection broke ({type(cause).__name__})")
     if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc, secret)
+        return _status_error(exc)
     if isinstance(exc, anthropic.APIResponseValidationError | json.JSONDecodeError):
         return Unavailable(f"{NAME} sent a response or stream event that does not match its API")
     return Internal(f"the {NAME} client failed: {type(exc).__name__}")
 
 
-def _status_error(exc: anthropic.APIStatusError, secret: str) -> GatewayError:
+def _status_error(exc: anthropic.APIStatusError) -> GatewayError:
     request_id = exc.request_id or None
-    text = scrub(exc.api_message or exc.message, secret)
+    text = exc.api_message or exc.message
     if exc.status_code < 400:  # an `event: error` inside a stream that started with 200
         kind = exc.type or "api_error"
         message = f"{NAME} sent an error event ({kind}): {text}"
@@ -394,7 +394,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
         return AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return AnthropicProvider(client, key)
+    return scrubbed(AnthropicProvider(client), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, CHAT_RPCS, "Anthropic Claude (Messages API)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from openai import AsyncAzureOpenAI
 
 from integration_api.errors import InvalidArgument
+from providers._http import Scrubber, scrubbed
 from providers._openai_transport import ChatSender
 from providers.base import CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
@@ -51,7 +52,8 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
 
     sender = env.clients.get_or_create(credential_digest(NAME, credential, endpoint), create)
     # Deployments are named by their owner, so there is no sensible default model.
-    return OpenAIProvider(sender, key, name=NAME, chat_model=None, embedding_model=None)
+    provider = OpenAIProvider(sender, name=NAME, chat_model=None, embedding_model=None)
+    return scrubbed(provider, Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "Azure OpenAI (chat completions on a resource's deployments)")

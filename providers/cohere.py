@@ -29,7 +29,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
-from providers._http import retry_after, scrub
+from providers._http import Scrubber, retry_after, scrubbed
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -90,9 +90,8 @@ class CohereClient:
 class CohereProvider(Provider):
     name = NAME
 
-    def __init__(self, client: CohereClient, secret: str) -> None:
+    def __init__(self, client: CohereClient) -> None:
         self._sdk = client.sdk
-        self._secret = secret  # only to scrub it from upstream error text
 
     async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
         params = ParameterReader(call.parameters)
@@ -110,7 +109,7 @@ class CohereProvider(Provider):
         # aclosing: closing this generator early closes the SDK's, which closes the upstream response.
         with self._mapped_errors():
             async with contextlib.aclosing(stream):
-                async for event in chat_events(stream, self._secret):
+                async for event in chat_events(stream):
                     yield event
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
@@ -170,7 +169,7 @@ class CohereProvider(Provider):
         try:
             yield
         except SDK_ERRORS as exc:
-            raise gateway_error(exc, self._secret) from exc
+            raise gateway_error(exc) from exc
 
 
 # --- request ---------------------------------------------------------------------------------------------------
@@ -281,7 +280,7 @@ class _StreamState:
         return max(len(self.tool_indexes) - 1, 0)
 
 
-async def chat_events(stream: AsyncIterator[cohere.V2ChatStreamResponse], secret: str) -> AsyncIterator[ChatEvent]:
+async def chat_events(stream: AsyncIterator[cohere.V2ChatStreamResponse]) -> AsyncIterator[ChatEvent]:
     """Gateway events from a Cohere v2 chat stream, as each event arrives."""
     state = _StreamState()
     async for event in stream:
@@ -290,7 +289,7 @@ async def chat_events(stream: AsyncIterator[cohere.V2ChatStreamResponse], secret
             yield delta
         if state.end is not None:
             break
-    yield _finished(state, secret)
+    yield _finished(state)
 
 
 def _delta(event: cohere.V2ChatStreamResponse, state: _StreamState) -> ChatEvent | None:
@@ -323,13 +322,13 @@ def _tool_call_start(event: events.ToolCallStartV2ChatStreamResponse, state: _St
     return ToolCallDelta(index, call.id or "", function.name or "", function.arguments or "")
 
 
-def _finished(state: _StreamState, secret: str) -> ChatFinished:
+def _finished(state: _StreamState) -> ChatFinished:
     end = state.end
     if end is None:
         raise Unavailable("the cohere stream ended before its message-end event")
     reason = str(end.finish_reason or "")
     if reason == "ERROR":
-        detail = scrub(end.error or "no detail", secret)
+        detail = end.error or "no detail"
         raise Unavailable(f"cohere reported an error while generating: {detail}", provider_request_id=state.message_id)
     if reason == "TIMEOUT":
         raise DeadlineExceeded("cohere timed out while generating", provider_request_id=state.message_id)
@@ -347,8 +346,9 @@ def _usage(usage: cohere.Usage | None) -> Usage:
 # --- errors ----------------------------------------------------------------------------------------------------
 
 
-def gateway_error(exc: Exception, secret: str) -> GatewayError:
-    """The GatewayError for an exception the SDK let through; `secret` is scrubbed from any upstream text."""
+def gateway_error(exc: Exception) -> GatewayError:
+    """The GatewayError for an exception the SDK let through; upstream text is quoted as is (`scrubbed` takes the
+    key out of it)."""
     if isinstance(exc, httpx.TimeoutException):
         return DeadlineExceeded("cohere did not answer in time")
     if isinstance(exc, httpx.LocalProtocolError):  # the request could not even be written, e.g. a bad header
@@ -364,7 +364,7 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
     message = body.get("message") if isinstance(body.get("message"), str) else f"HTTP {status}"
     return from_http_status(
         status,
-        f"cohere answered HTTP {status}: {scrub(str(message), secret)}",
+        f"cohere answered HTTP {status}: {message}",
         retry_after=retry_after(exc.headers or {}),
         provider_request_id=request_id,
     )
@@ -390,7 +390,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     client = env.clients.get_or_create(
         credential_digest(NAME, credential, base_url), lambda: build_client(key, base_url, env.settings)
     )
-    return CohereProvider(client, key)
+    return scrubbed(CohereProvider(client), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, CHAT_RPCS | {"Embedding", "Reranking"}, "Cohere v2 chat, embed and rerank")

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from google import genai
+from google.auth import credentials as google_credentials
 from google.auth import exceptions as auth_errors
 from google.genai import errors, types
 
@@ -31,7 +32,7 @@ from integration_api.errors import (
 )
 from integration_api.settings import Settings
 from providers import _genai_wire as wire
-from providers._http import scrub
+from providers._http import Scrubber, scrubbed
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -74,6 +75,12 @@ class GenaiClient:
 
     client: genai.Client
     http: httpx.AsyncClient
+    # Vertex AI's: the SDK refreshes them in place, and the access token they hold is a secret like a key.
+    credentials: google_credentials.Credentials | None = None
+
+    def access_token(self) -> str | None:
+        """The bearer token the SDK currently sends (Vertex AI), to be scrubbed from upstream text like a key."""
+        return self.credentials.token if self.credentials is not None else None
 
     async def aclose(self) -> None:
         await self.client.aio.aclose()
@@ -119,13 +126,11 @@ class GeminiProvider(Provider):
         client: GenaiClient,
         *,
         name: str = NAME,
-        secret: str = "",
         chat_model: str = DEFAULT_CHAT_MODEL,
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
     ) -> None:
         self.name = name
         self._client = client.client
-        self._secret = secret  # only to scrub it from upstream error text
         self._chat_model = chat_model
         self._embedding_model = embedding_model
 
@@ -179,16 +184,17 @@ class GeminiProvider(Provider):
         return f"{self.name} credential accepted ({len(pager.page)} models listed)"
 
     def _error(self, exc: Exception) -> GatewayError:
-        return gateway_error(exc, self.name, self._secret)
+        return gateway_error(exc, self.name)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
 
 
-def gateway_error(exc: Exception, vendor: str, secret: str = "") -> GatewayError:
-    """The GatewayError for an exception the SDK raised; `secret` is scrubbed from any upstream text."""
+def gateway_error(exc: Exception, vendor: str) -> GatewayError:
+    """The GatewayError for an exception the SDK raised; upstream text is quoted as is (`scrubbed` takes the
+    credential's secrets out of it)."""
     if isinstance(exc, errors.APIError):
-        return _api_error(exc, vendor, secret)
+        return _api_error(exc, vendor)
     if isinstance(exc, httpx.TimeoutException):
         return DeadlineExceeded(f"{vendor} did not answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx.HTTPError | httpx.StreamError):
@@ -198,15 +204,15 @@ def gateway_error(exc: Exception, vendor: str, secret: str = "") -> GatewayError
     if isinstance(exc, errors.UnknownApiResponseError | json.JSONDecodeError):
         return Unavailable(f"{vendor} sent a stream event that is not valid JSON")
     if isinstance(exc, ValueError):  # the SDK validates requests before sending them
-        return InvalidArgument(f"the {vendor} request is not valid: {scrub(str(exc), secret)}")
+        return InvalidArgument(f"the {vendor} request is not valid: {exc}")
     return Internal(f"the {vendor} client failed: {type(exc).__name__}")
 
 
-def _api_error(exc: errors.APIError, vendor: str, secret: str) -> GatewayError:
+def _api_error(exc: errors.APIError, vendor: str) -> GatewayError:
     body = _error_body(exc.details)
     status = _http_status(exc, body)
     name = f" {exc.status}" if exc.status else ""
-    message = f"{vendor} returned HTTP {status}{name}: {scrub(exc.message or '', secret)}"
+    message = f"{vendor} returned HTTP {status}{name}: {exc.message or ''}"
     headers = getattr(exc.response, "headers", None)
     return from_http_status(status, message, retry_after=_retry_after(headers, body))
 
@@ -271,7 +277,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
         return GenaiClient(genai.Client(vertexai=False, api_key=key, http_options=options), http)
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return GeminiProvider(client, secret=key)
+    return scrubbed(GeminiProvider(client), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "Google Gemini API (generateContent) through google-genai")

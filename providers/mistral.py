@@ -30,7 +30,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
-from providers._http import retry_after, scrub
+from providers._http import Scrubber, retry_after, scrubbed
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -114,9 +114,8 @@ class _GatewayTimeouts(httpx2.AsyncBaseTransport):
 class MistralProvider(Provider):
     name = NAME
 
-    def __init__(self, client: MistralClient, secret: str) -> None:
+    def __init__(self, client: MistralClient) -> None:
         self._sdk = client.sdk
-        self._secret = secret  # only to scrub it from upstream error text
 
     async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
         params = ParameterReader(call.parameters)
@@ -143,7 +142,7 @@ class MistralProvider(Provider):
         try:
             yield
         except SDK_ERRORS as exc:
-            raise gateway_error(exc, self._secret) from exc
+            raise gateway_error(exc) from exc
         except pydantic.ValidationError as exc:  # the SDK validates the request before sending it
             raise InvalidArgument(f"mistral rejected the request shape: {exc.error_count()} invalid field(s)") from exc
 
@@ -283,8 +282,9 @@ def _usage(usage: mistral_models.UsageInfo | None) -> Usage:
 # --- errors ----------------------------------------------------------------------------------------------------
 
 
-def gateway_error(exc: Exception, secret: str) -> GatewayError:
-    """The GatewayError for an exception the SDK let through; `secret` is scrubbed from any upstream text."""
+def gateway_error(exc: Exception) -> GatewayError:
+    """The GatewayError for an exception the SDK let through; upstream text is quoted as is (`scrubbed` takes the
+    key out of it)."""
     if isinstance(exc, httpx2.TimeoutException):
         return DeadlineExceeded("mistral did not answer in time")
     if isinstance(exc, httpx2.LocalProtocolError):  # the request could not even be written, e.g. a bad header
@@ -295,8 +295,8 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
     body = _json(exc.body)
     request_id = exc.headers.get("mistral-correlation-id") or _text(body.get("request_id"))
     if 200 <= exc.status_code < 300:  # a stream event the SDK could not read: an error object, or garbage
-        return _stream_error(body.get("data"), secret, request_id)
-    message = scrub(_text(body.get("message")) or f"HTTP {exc.status_code}", secret)
+        return _stream_error(body.get("data"), request_id)
+    message = _text(body.get("message")) or f"HTTP {exc.status_code}"
     return from_http_status(
         exc.status_code,
         f"mistral answered HTTP {exc.status_code}: {message}",
@@ -305,11 +305,11 @@ def gateway_error(exc: Exception, secret: str) -> GatewayError:
     )
 
 
-def _stream_error(data: object, secret: str, request_id: str) -> GatewayError:
+def _stream_error(data: object, request_id: str) -> GatewayError:
     if not isinstance(data, dict) or data.get("object") != "error":
         return Unavailable("mistral sent a stream event that is not a valid chunk")
     status = STATUS_BY_ERROR_TYPE.get(_text(data.get("type")), 500)
-    message = scrub(_text(data.get("message")) or "error event", secret)
+    message = _text(data.get("message")) or "error event"
     return from_http_status(status, f"mistral stream error: {message}", provider_request_id=request_id or None)
 
 
@@ -343,7 +343,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     client = env.clients.get_or_create(
         credential_digest(NAME, credential, base_url), lambda: build_client(key, base_url, env.settings)
     )
-    return MistralProvider(client, key)
+    return scrubbed(MistralProvider(client), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, CHAT_RPCS, "Mistral AI chat completions")

@@ -22,6 +22,7 @@ from openai import AsyncOpenAI, omit
 from integration_api.errors import GatewayError, InvalidArgument, Unavailable
 from integration_api.settings import Settings
 from providers import _openai_wire as wire
+from providers._http import Scrubber, scrubbed
 from providers._openai_transport import ChatSender, UpstreamStream, tls_context
 from providers.base import ALL_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
@@ -66,7 +67,6 @@ class OpenAIProvider(Provider):
     def __init__(
         self,
         sender: ChatSender,
-        secret: str,
         *,
         name: str = NAME,
         chat_model: str | None = DEFAULT_CHAT_MODEL,
@@ -75,7 +75,6 @@ class OpenAIProvider(Provider):
         self.name = name
         self._sender = sender
         self._client = sender.client
-        self._secret = secret  # only to scrub it from upstream error text
         self._chat_model = chat_model
         self._embedding_model = embedding_model
 
@@ -153,7 +152,7 @@ class OpenAIProvider(Provider):
         return model
 
     def _error(self, exc: Exception) -> GatewayError:
-        return wire.gateway_error(exc, self.name, self._secret)
+        return wire.gateway_error(exc, self.name)
 
 
 def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
@@ -171,7 +170,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
         return ChatSender(client, env.settings)
 
     sender = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return OpenAIProvider(sender, key)
+    return scrubbed(OpenAIProvider(sender), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "OpenAI and OpenAI-compatible servers (chat completions)")

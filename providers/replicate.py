@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,8 @@ from integration_api.errors import (
     from_http_status,
 )
 from integration_api.settings import Settings
-from providers._http import retry_after, scrub
+from providers._http import Scrubber, retry_after, scrubbed
+from providers._sse import ServerSentEvent, aiter_events
 from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -155,9 +156,8 @@ class ReplicateProvider(Provider):
 
     name = NAME
 
-    def __init__(self, client: ReplicateClient, secret: str, base_url: str, settings: Settings) -> None:
+    def __init__(self, client: ReplicateClient, base_url: str, settings: Settings) -> None:
         self._client = client
-        self._secret = secret  # only to scrub it from upstream error text
         self._base_url = base_url
         self._settings = settings
 
@@ -174,9 +174,9 @@ class ReplicateProvider(Provider):
             timeout = httpx.Timeout(base.write, connect=base.connect, read=read, pool=base.pool)
             async with self._client.http.stream("GET", url, headers=_SSE_HEADERS, timeout=timeout) as response:
                 await _check_stream_response(response)
-                async with contextlib.aclosing(_sse_events(response)) as events:
-                    async for kind, data in events:
-                        if (text := _on_event(kind, data, state)) is not None:
+                async with contextlib.aclosing(aiter_events(response.aiter_bytes())) as events:
+                    async for event in events:
+                        if (text := _on_event(event, state)) is not None:
                             yield TextDelta(text)
                         if state.ended:
                             break
@@ -251,7 +251,7 @@ class ReplicateProvider(Provider):
 
     def _error(self, exc: Exception, prediction_id: str | None = None) -> GatewayError:
         if isinstance(exc, ReplicateError) and exc.status is not None:
-            message = f"{NAME} returned HTTP {exc.status}: {self._redact(exc.detail or exc.title or '')[:500]}"
+            message = f"{NAME} returned HTTP {exc.status}: {(exc.detail or exc.title or '')[:500]}"
             if exc.status == 402:  # spend limit or billing: no retry fixes it, the account owner must act
                 return PermissionDenied(message, upstream_status=402, provider_request_id=prediction_id)
             retry_after = exc.retry_after if isinstance(exc, _StatusError) else None
@@ -265,9 +265,6 @@ class ReplicateProvider(Provider):
             message = f"{NAME} sent a response that does not match its API ({type(exc).__name__})"
             return Unavailable(message, provider_request_id=prediction_id)
         return Internal(f"the {NAME} client failed: {type(exc).__name__}")
-
-    def _redact(self, text: str) -> str:
-        return scrub(text, self._secret)
 
 
 # --- request ------------------------------------------------------------------------------------------------------
@@ -350,29 +347,17 @@ async def _check_stream_response(response: httpx.Response) -> None:
         raise Unavailable(f"the replicate stream URL answered {content_type or 'no content type'}, not an event stream")
 
 
-async def _sse_events(response: httpx.Response) -> AsyncGenerator[tuple[str, str], None]:
-    """(event, data) of each server-sent event. Comments (Replicate's ``:408`` keep-alive notice) are skipped."""
-    event, data = "", list[str]()
-    async for line in response.aiter_lines():
-        if not line:
-            if event or data:
-                yield event or "message", "\n".join(data)
-            event, data = "", list[str]()
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "event":
-                event = value
-            elif field == "data":
-                data.append(value)
+def _on_event(event: ServerSentEvent, state: _StreamState) -> str | None:
+    """The text an event adds to the reply, if any; raises for the events that end it in an error.
 
-
-def _on_event(kind: str, data: str, state: _StreamState) -> str | None:
-    """The text an event adds to the reply, if any; raises for the events that end it in an error."""
+    Replicate's ``:408`` keep-alive comments never get here (the decoder drops comments), and an ``output`` of
+    several ``data:`` lines arrives as one text with its line breaks.
+    """
+    kind, data = event
     if kind == "output":
         if data:
             state.outputs += 1
-            return data
+            return data.decode("utf-8", "replace")
     elif kind == "error":
         state.ended = True  # the prediction failed: there is nothing left to cancel
         raise _stream_error(data, state.prediction_id)
@@ -382,7 +367,7 @@ def _on_event(kind: str, data: str, state: _StreamState) -> str | None:
     return None  # logs and events this adapter does not know carry no reply text
 
 
-def _stream_error(data: str, prediction_id: str) -> GatewayError:
+def _stream_error(data: bytes, prediction_id: str) -> GatewayError:
     body = _json_object(data, prediction_id)
     detail = body.get("detail") or body.get("title") or "the prediction failed"
     message = f"{NAME} sent an error event: {detail!s:.500}"
@@ -392,7 +377,7 @@ def _stream_error(data: str, prediction_id: str) -> GatewayError:
     return Unavailable(message, provider_request_id=prediction_id)
 
 
-def _check_done(data: str, prediction_id: str) -> None:
+def _check_done(data: bytes, prediction_id: str) -> None:
     reason = _json_object(data, prediction_id).get("reason")
     if not reason:
         return
@@ -401,7 +386,7 @@ def _check_done(data: str, prediction_id: str) -> None:
     raise Unavailable(f"the {NAME} prediction ended with reason {str(reason)!r:.40}", provider_request_id=prediction_id)
 
 
-def _json_object(data: str, prediction_id: str) -> dict[str, Any]:
+def _json_object(data: bytes, prediction_id: str) -> dict[str, Any]:
     try:
         value = orjson.loads(data) if data else {}
     except orjson.JSONDecodeError:
@@ -428,7 +413,7 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
         return ReplicateClient(key, base_url, timeout)
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return ReplicateProvider(client, key, base_url, env.settings)
+    return scrubbed(ReplicateProvider(client, base_url, env.settings), Scrubber(key))
 
 
 SPEC = ProviderSpec(NAME, _factory, CHAT_RPCS, "language models hosted on Replicate (streamed predictions)")

@@ -20,6 +20,7 @@ from google.oauth2 import service_account
 
 from integration_api.errors import InvalidArgument, PermissionDenied
 from integration_api.settings import Settings
+from providers._http import Scrubber, scrubbed
 from providers.base import CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
@@ -103,7 +104,8 @@ def _credentials(info: dict[str, Any]) -> service_account.Credentials:
 def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     project = _checked(credential, "project_id", _PROJECT)
     region = _checked(credential, "region", _REGION)
-    info = service_account_info(required_field(NAME, credential, "service_account_key"))
+    key_file = required_field(NAME, credential, "service_account_key")
+    info = service_account_info(key_file)
     check_token_uri(info["token_uri"], env.settings)
     base_url = resolve_base_url(NAME, credential, env)
 
@@ -114,10 +116,12 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
         client = genai.Client(
             vertexai=True, project=project, location=region, credentials=credentials, http_options=options
         )
-        return GenaiClient(client, http)
+        return GenaiClient(client, http, credentials)
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
-    return VertexAIProvider(client, project, region)
+    # The key file never goes upstream, but its private key is scrubbed too: the access token is what is sent.
+    secrets = Scrubber(client.access_token, info["private_key"], key_file)
+    return scrubbed(VertexAIProvider(client, project, region), secrets)
 
 
 SPEC = ProviderSpec(NAME, _factory, RPCS, "Gemini on Google Cloud Vertex AI through google-genai")

@@ -27,7 +27,7 @@ from integration_api.testing.emulators.base import Fault, RecordedRequest, Scrip
 from integration_api.testing.emulators.replicate import DEFAULT_VERSION, ReplicateEmulator
 from providers.base import Provider, ProviderEnv
 from providers.clients import ClientCache
-from providers.replicate import SPEC, ReplicateProvider
+from providers.replicate import DEFAULT_BASE_URL, SPEC, ReplicateClient, ReplicateProvider
 from providers.types import (
     AssistantMessage,
     ChatCall,
@@ -243,15 +243,26 @@ async def test_the_key_never_appears_in_errors(emulator: ReplicateEmulator, prov
     assert KEY not in exc.human_message
 
 
-async def test_an_error_event_ends_the_stream_after_the_deltas(emulator: ReplicateEmulator, provider: Provider) -> None:
+async def test_an_error_event_ends_the_stream_after_the_deltas(
+    emulator: ReplicateEmulator, provider: Provider, provider_env: ProviderEnv
+) -> None:
     emulator.enqueue(Script(text="one two three four", fault=Fault(error_event_after_chunks=2, message="CUDA OOM")))
     events, exc = await chat_error(provider)
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["one ", "two "]
     assert type(exc) is Unavailable
     assert "CUDA OOM" in exc.message
     assert exc.provider_request_id in emulator.predictions
-    await asyncio.sleep(0.05)
+    await provider_env.clients.aclose()  # closing the client waits for every cancel it sent in the background
     assert emulator.cancelled == []  # the prediction failed by itself: nothing to cancel
+
+
+async def test_an_error_event_never_repeats_the_key(emulator: ReplicateEmulator, provider: Provider) -> None:
+    """Replicate's error event may quote what the model saw or what the request carried, the token included."""
+    emulator.enqueue(Script(text="one two", fault=Fault(error_event_after_chunks=1, echo_request=True)))
+    _, exc = await chat_error(provider)
+    assert type(exc) is Unavailable
+    assert "[redacted]" in exc.message  # the echoed Authorization header was there, and was scrubbed
+    assert KEY not in exc.message and KEY not in str(exc) and KEY not in exc.human_message
 
 
 async def test_a_malformed_stream_is_unavailable_and_cancels_the_prediction(
@@ -273,7 +284,8 @@ async def test_a_connection_reset_mid_stream_is_unavailable(emulator: ReplicateE
 
 
 async def test_a_prediction_canceled_upstream_is_cancelled(emulator: ReplicateEmulator, provider: Provider) -> None:
-    emulator.enqueue(Script(text="one two three four", chunk_delay_s=0.05))
+    # The stream stalls after its first word until the prediction is cancelled (the emulator then moves on).
+    emulator.enqueue(Script(text="one two three four", fault=Fault(stall_after_chunks=1)))
     stream = provider.stream_chat(chat())
     assert await anext(stream) == TextDelta("one ")
     [prediction_id] = emulator.predictions
@@ -290,7 +302,7 @@ async def test_a_prediction_canceled_upstream_is_cancelled(emulator: ReplicateEm
 
 async def test_a_slow_stream_times_out(emulator: ReplicateEmulator) -> None:
     clients = ClientCache()
-    settings = Settings(allowed_base_urls=("http://127.0.0.1",), idle_timeout_s=0.2, first_token_timeout_s=0.2)
+    settings = Settings(allowed_base_urls=("http://127.0.0.1:*",), idle_timeout_s=0.2, first_token_timeout_s=0.2)
     env = ProviderEnv(settings, clients)
     provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
     emulator.enqueue(Script(text="one two three", fault=Fault(stall_after_chunks=1, stall_s=5)))
@@ -340,7 +352,7 @@ async def test_a_stream_url_on_another_origin_is_denied(emulator: ReplicateEmula
 async def test_a_stream_url_on_an_allowed_origin_is_read(emulator: ReplicateEmulator) -> None:
     emulator.stream_origin = f"http://localhost:{emulator.port}"
     clients = ClientCache()
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1", "http://localhost:")), clients)
+    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1:*", "http://localhost:*")), clients)
     try:
         provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
         assert text_of(await collect(provider.stream_chat(chat()))) == "Hello from the emulator."
@@ -359,10 +371,13 @@ async def test_a_stream_url_on_an_allowed_origin_is_read(emulator: ReplicateEmul
         ("http://169.254.169.254/latest", False),
     ],
 )
-def test_replicate_hosts_stream_for_the_default_base_url(provider_env: ProviderEnv, url: str, allowed: bool) -> None:
-    provider = SPEC.factory({"key": KEY}, provider_env)
-    assert isinstance(provider, ReplicateProvider)
-    assert provider._stream_allowed(httpx.URL(url)) is allowed
+async def test_replicate_hosts_stream_for_the_default_base_url(settings: Settings, url: str, allowed: bool) -> None:
+    client = ReplicateClient(KEY, DEFAULT_BASE_URL, httpx.Timeout(1.0))
+    try:
+        provider = ReplicateProvider(client, DEFAULT_BASE_URL, settings)
+        assert provider._stream_allowed(httpx.URL(url)) is allowed
+    finally:
+        await client.aclose()
 
 
 def test_a_base_url_outside_the_allowlist_is_denied(provider_env: ProviderEnv) -> None:

@@ -82,6 +82,21 @@ def test_event_names() -> None:
     ]
 
 
+def test_replicates_events() -> None:
+    """Replicate's stream: named events with ``id:`` lines, multi-line text output, its ``:408`` keep-alive."""
+    body = (
+        b"event: output\nid: 1735689601:0\ndata: one\n\n:408\n\n"
+        b"event: output\nid: 1735689602:0\ndata: two\ndata: lines\n\n"
+        b'event: error\nid: 1735689603:0\ndata: {"detail": "boom"}\n\nevent: done\nid: 1735689604:0\ndata: {}\n\n'
+    )
+    assert decode(body) == [
+        ServerSentEvent("output", b"one"),
+        ServerSentEvent("output", b"two\nlines"),
+        ServerSentEvent("error", b'{"detail": "boom"}'),
+        ServerSentEvent("done", b"{}"),
+    ]
+
+
 def test_an_event_without_data_is_not_dispatched() -> None:
     assert decode(b"event: lonely\n\nid: 7\nretry: 100\n\ndata: x\n\n") == [ServerSentEvent("", b"x")]
 

@@ -46,6 +46,9 @@ class Fault:
     malformed_after_chunks: int | None = None  # after N content chunks, send an event that is not valid JSON
     error_event_after_chunks: int | None = None  # after N content chunks, send the vendor's in-stream error event
     error_event_status: int = 500  # the status the in-stream error event describes (vendors that carry one)
+    # Append what the request carried (every header, the query, the body) to the error text, as a careless
+    # upstream might: the credential then comes back in the error body or event (the key-leak tests use it).
+    echo_request: bool = False
 
 
 @dataclass
@@ -187,6 +190,10 @@ class Emulator:
         """The vendor's in-stream error event (override)."""
         return SSEItem({"error": {"message": message, "code": status}})
 
+    def stall_over(self, request: web.Request) -> bool:
+        """Whether a stall playing on `request` ends early (Replicate's ends when its prediction is cancelled)."""
+        return False
+
     def malformed_event(self) -> SSEItem:
         """An event whose data is not JSON (vendors whose SDKs skip nameless events give it a name)."""
         return SSEItem("{this is not json")
@@ -202,7 +209,7 @@ class Emulator:
             await asyncio.sleep(fault.stall_before_s)
         if fault.status is not None:
             recorded.completed = True
-            return self.error_response(fault.status, fault.message, fault.retry_after)
+            return self.error_response(fault.status, fault_message(fault, recorded), fault.retry_after)
         return None
 
     async def stream_sse(
@@ -243,7 +250,7 @@ class Emulator:
         if fault.stall_after_chunks == sent:
             await self._sleep_watching(request, recorded, fault.stall_s)
         if fault.error_event_after_chunks == sent:
-            await response.write(encode_sse(self.error_event(fault.error_event_status, fault.message)))
+            await response.write(encode_sse(self.error_event(fault.error_event_status, fault_message(fault, recorded))))
             await response.write_eof()
             recorded.completed = True
             return True
@@ -262,12 +269,22 @@ class Emulator:
         """Sleep, but notice (and record) a client that goes away meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        while loop.time() < deadline:
+        while loop.time() < deadline and not self.stall_over(request):
             transport = request.transport
             if transport is None or transport.is_closing():
                 recorded.client_disconnected = True
                 raise ConnectionResetError("client went away")
             await asyncio.sleep(min(0.01, max(deadline - loop.time(), 0)))
+
+
+def fault_message(fault: Fault, recorded: RecordedRequest) -> str:
+    """The text of a fault's error body or event: its message, plus the request itself when it echoes it."""
+    if not fault.echo_request:
+        return fault.message
+    body = recorded.body.decode("utf-8", "replace") if isinstance(recorded.body, bytes) else recorded.body
+    headers = {str(name): value for name, value in recorded.headers.items()}  # aiohttp's names are a str subclass
+    echoed = {"method": recorded.method, "path": recorded.path, "query": dict(recorded.query), "headers": headers}
+    return f"{fault.message}; the request was {orjson.dumps({**echoed, 'body': body}).decode()}"
 
 
 def encode_sse(item: SSEItem) -> bytes:

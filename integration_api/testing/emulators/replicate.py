@@ -107,6 +107,11 @@ class ReplicateEmulator(Emulator):
         error = orjson.dumps({"detail": message}).decode()
         return _events(("error", self._event_id(), error), ("done", self._event_id(), '{"reason": "error"}'))
 
+    def stall_over(self, request: web.Request) -> bool:
+        """A stalled stream moves on once its prediction is cancelled, so it can end with ``done {"canceled"}``."""
+        prediction = self.predictions.get(request.match_info.get("id", ""))
+        return prediction is not None and prediction.status == "canceled"
+
     # --- handlers --------------------------------------------------------------------------------------------
 
     async def create_for_model(self, request: web.Request) -> web.StreamResponse:

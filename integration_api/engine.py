@@ -1,16 +1,24 @@
-"""The streaming engine: one `stream_chat_bidirectional` routine behind every service's StreamChat.
+"""The streaming engine: one `StreamSession` behind every service's StreamChat, and the chat loop unary Chat shares.
 
 One StreamChat RPC is one `StreamSession`:
 
-- the stream is authenticated once, from its metadata, before any request is read;
-- a reader task reads ChatRequests until the client half-closes; each START request becomes a `RequestRun`
-  task (concurrent, at most `max_inflight_per_stream` at a time; the rest wait, none is dropped), each CANCEL
-  cancels the in-flight request with that id;
-- every run puts its frames on one outbox, and only the RPC's own generator writes them (one writer);
+- the stream is authenticated once, from its metadata, before any request is read (``Gateway``); the principal
+  is re-validated for each new request (revocation, expiry), and a stream whose credential stopped being valid
+  ends with UNAUTHENTICATED after every request got its terminal frame;
+- a reader task reads raw ChatRequest messages until the client half-closes and decodes each one itself, so an
+  undecodable message is one request's INVALID_ARGUMENT error frame, not the end of the stream;
+- each START request becomes a `RequestRun` task (at most `max_inflight_per_stream` at a time; the rest wait in
+  a queue bounded per stream and per principal, beyond which a request is refused with RESOURCE_EXHAUSTED),
+  each CANCEL cancels the in-flight request with that id;
+- every run puts its frames on one outbox, and only the RPC's own generator writes them (one writer); no frame
+  is ever larger than the message size limit (long deltas are split);
 - every run ends with exactly one terminal frame: the final frame or one error frame, sent from one place
   (`RequestRun.run`). An error in one request never touches the others or the stream;
 - EOF: in-flight requests finish, then the RPC ends OK. The client cancelling or dropping the RPC cancels every
   run, which closes every provider stream.
+
+`complete_chat` is the loop from a provider's events to a request's final frame; StreamChat and unary Chat both
+run through it.
 """
 
 from __future__ import annotations
@@ -18,43 +26,145 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Protocol
 
-from integration_api.errors import AlreadyExists, Cancelled, GatewayError, Internal, Unavailable
+from auth.principal import Principal
+from integration_api import access_log
+from integration_api.context import RequestContext, StreamContext
+from integration_api.errors import (
+    AlreadyExists,
+    Cancelled,
+    GatewayError,
+    Internal,
+    ResourceExhausted,
+    ResponseTooLarge,
+    Unauthenticated,
+    Unavailable,
+)
 from integration_api.frames import ResponseAccumulator, TextFrameEncoder, error_frame, final_frame, tool_call_frame
 from integration_api.lifecycle import Lifecycle
 from integration_api.outbox import Outbox
 from integration_api.proto import integration_api_pb2 as pb
-from integration_api.requests import parse_chat_request
+from integration_api.requests import UndecodableRequest, decode_chat_request, parse_chat_request
 from integration_api.settings import Settings
 from providers.base import Provider
-from providers.types import ChatFinished, TextDelta, ToolCallDelta
+from providers.types import ChatCall, ChatFinished, TextDelta, ToolCallDelta
 
 logger = logging.getLogger(__name__)
 
 _END = None  # outbox sentinel: the session has nothing more to send
 OUTBOX_SIZE = 1024  # frames buffered per stream before runs wait for the client to read (backpressure)
+FRAME_OVERHEAD_BYTES = 1024  # room left in each frame for everything but a delta's own text
+QUEUE_FULL_RETRY_AFTER_S = 1.0
 
 
 class ProviderBuilder(Protocol):
-    """The provider caller for one request, from its provider name and credential, held for the request's length."""
+    """The provider caller for one request, from its context and credential, held for the request's length."""
 
     def __call__(
-        self, provider_name: str, credential: pb.Credential, rpc: str
+        self, context: RequestContext, credential: pb.Credential
     ) -> contextlib.AbstractContextManager[Provider]: ...
+
+
+class FrameSink(Protocol):
+    """Where `complete_chat` sends a request's delta frames (a stream's outbox; nowhere for unary Chat)."""
+
+    async def text(self, text: str) -> None: ...
+
+    async def tool_call(self, delta: ToolCallDelta) -> None: ...
+
+
+class NoFrames:
+    """The sink of unary Chat: deltas are only accumulated into the final frame."""
+
+    async def text(self, text: str) -> None:
+        pass
+
+    async def tool_call(self, delta: ToolCallDelta) -> None:
+        pass
+
+
+async def complete_chat(
+    provider: Provider, call: ChatCall, accumulated: ResponseAccumulator, frames: FrameSink
+) -> pb.ChatResponse:
+    """Drive one chat through `provider`: deltas to `frames` as they arrive, then the request's final frame."""
+    events = provider.stream_chat(call)
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                accumulated.add_text(event.text)
+                await frames.text(event.text)
+            elif isinstance(event, ToolCallDelta):
+                accumulated.add_tool_call(event)
+                await frames.tool_call(event)
+            elif isinstance(event, ChatFinished):
+                return final_frame(call.request_id, accumulated, event)
+    finally:
+        await events.aclose()  # closes the upstream call at once
+    raise Internal(f"provider {provider.name!r} ended its stream without finishing the response")
+
+
+def split_utf8(text: str, max_bytes: int) -> Iterator[str]:
+    """`text` in pieces of at most `max_bytes` UTF-8 bytes each, never cutting a character."""
+    encoded = text.encode()
+    start = 0
+    while start < len(encoded):
+        end = min(start + max_bytes, len(encoded))
+        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:  # a continuation byte: back up to a boundary
+            end -= 1
+        yield encoded[start:end].decode()
+        start = end
+
+
+class _StreamFrames:
+    """The delta frames of one request on a stream, encoded and split to fit the message size limit."""
+
+    __slots__ = ("_encode_text", "_limit", "_request_id", "_send")
+
+    def __init__(self, session: StreamSession, request_id: str) -> None:
+        self._send = session.send
+        self._request_id = request_id
+        self._encode_text = TextFrameEncoder(request_id)
+        self._limit = session.settings.max_message_bytes
+
+    async def text(self, text: str) -> None:
+        frame = self._encode_text(text)
+        if len(frame) <= self._limit:
+            await self._send(frame)
+            return
+        for piece in split_utf8(text, self._limit - FRAME_OVERHEAD_BYTES):
+            await self._send(self._encode_text(piece))
+
+    async def tool_call(self, delta: ToolCallDelta) -> None:
+        frame = tool_call_frame(self._request_id, delta).SerializeToString()
+        if len(frame) <= self._limit:
+            await self._send(frame)
+            return
+        budget = self._limit - FRAME_OVERHEAD_BYTES - len(delta.id.encode()) - len(delta.name.encode())
+        for number, piece in enumerate(split_utf8(delta.arguments, budget)):
+            # The call's id and name go with its first piece only, as with any streamed tool call.
+            part = (
+                ToolCallDelta(delta.index, delta.id, delta.name, piece)
+                if number == 0
+                else ToolCallDelta(delta.index, arguments=piece)
+            )
+            await self._send(tool_call_frame(self._request_id, part).SerializeToString())
 
 
 class RequestRun:
     """One request on a stream, from its ChatRequest to its one terminal frame."""
 
-    def __init__(self, session: StreamSession, request: pb.ChatRequest) -> None:
+    def __init__(self, session: StreamSession, request: pb.ChatRequest, size: int) -> None:
         self.session = session
         self.request = request
         self.request_id = request.requestId
+        self.size = size
         self.key = self.request_id or f"\0anonymous-{id(self)}"  # runs without an id still need a slot
         self.cancel_reason: GatewayError | None = None
         self.task: asyncio.Task[None] | None = None
+        self.context: RequestContext | None = None
+        self.queued = True  # waiting for a slot (counted against the queue bounds)
 
     def cancel(self, reason: GatewayError) -> None:
         """Stop this request; it ends with one error frame for `reason`."""
@@ -69,41 +179,85 @@ class RequestRun:
         except asyncio.CancelledError:
             if self.cancel_reason is None:
                 self.session.forget(self)
+                access_log.record(self._log_context(), "CANCELLED", Cancelled.http_status, accumulated.first_output_ns)
                 raise  # the whole stream is going away: there is no one to send a frame to
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
             terminal = error_frame(self.request_id, self.cancel_reason, accumulated)
         except GatewayError as error:
             terminal = error_frame(self.request_id, error, accumulated)
         except Exception as exc:  # a bug in an adapter must not take the stream down
-            logger.exception("request %s failed unexpectedly", self.request_id)
+            logger.exception("request %s failed unexpectedly (peer %s)", self.request_id, self.session.stream.peer)
             internal = Internal(f"unexpected {type(exc).__name__} while serving the request")
             terminal = error_frame(self.request_id, internal, accumulated)
+        encoded = terminal.SerializeToString()
+        if len(encoded) > self.session.settings.max_message_bytes:
+            too_large = ResponseTooLarge(
+                f"the reply's accumulated message ({len(encoded)} bytes) is larger than the"
+                f" {self.session.settings.max_message_bytes}-byte message limit; its deltas carried all of it"
+            )
+            terminal = error_frame(self.request_id, too_large, accumulated)
+            encoded = terminal.SerializeToString()
         try:
-            await self.session.send(terminal.SerializeToString())
+            await self.session.send(encoded)
         finally:
             self.session.forget(self)  # after the terminal frame is queued, so the stream cannot end before it
+        status = "OK" if terminal.success else terminal.error.status
+        access_log.record(self._log_context(), status, terminal.code, accumulated.first_output_ns)
+
+    def _log_context(self) -> RequestContext:
+        if self.context is not None:
+            return self.context
+        return RequestContext(
+            self.session.stream, "StreamChat", self.session.provider_for(self.request), self.request_id
+        )
 
     async def _stream(self, accumulated: ResponseAccumulator) -> pb.ChatResponse:
         session = self.session
         call = parse_chat_request(self.request)
-        name = session.provider_for(self.request)
-        async with session.slots:
-            with session.provider(name, self.request.credential, "StreamChat") as provider:
-                events = provider.stream_chat(call)
-                encode_text = TextFrameEncoder(self.request_id)
-                try:
-                    async for event in events:
-                        if isinstance(event, TextDelta):
-                            accumulated.add_text(event.text)
-                            await session.send(encode_text(event.text))
-                        elif isinstance(event, ToolCallDelta):
-                            accumulated.add_tool_call(event)
-                            await session.send(tool_call_frame(self.request_id, event).SerializeToString())
-                        elif isinstance(event, ChatFinished):
-                            return final_frame(self.request_id, accumulated, event)
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]  # closes the upstream call at once
-        raise Internal(f"provider {name!r} ended its stream without finishing the response")
+        self.context = RequestContext(
+            session.stream,
+            "StreamChat",
+            session.provider_for(self.request),
+            self.request_id,
+            call.model,
+            started_ns=accumulated.started_ns,
+        )
+        try:
+            await session.slots.acquire()
+        finally:
+            session.dequeue(self)
+        try:
+            with session.provider(self.context, self.request.credential) as provider:
+                return await complete_chat(provider, call, accumulated, _StreamFrames(session, self.request_id))
+        finally:
+            session.slots.release()
+
+
+class QueuedRequests:
+    """Requests waiting for a slot, counted per principal across every stream of the server."""
+
+    def __init__(self, limit_per_principal: int) -> None:
+        self.limit = limit_per_principal
+        self._counts: dict[Principal, int] = {}
+
+    def try_add(self, principal: Principal) -> bool:
+        count = self._counts.get(principal, 0)
+        if count >= self.limit:
+            return False
+        self._counts[principal] = count + 1
+        return True
+
+    def remove(self, principal: Principal) -> None:
+        count = self._counts.get(principal, 0) - 1
+        if count > 0:
+            self._counts[principal] = count
+        else:
+            self._counts.pop(principal, None)
+
+    def count(self, principal: Principal) -> int:
+        return self._counts.get(principal, 0)
 
 
 class StreamSession:
@@ -115,14 +269,24 @@ class StreamSession:
         settings: Settings,
         lifecycle: Lifecycle,
         provider_name: str | None,
+        stream: StreamContext,
+        *,
+        reauthenticate: Callable[[], Awaitable[Principal]],
+        queued: QueuedRequests,
     ) -> None:
         self.provider = provider
         self.settings = settings
         self.lifecycle = lifecycle
         self.provider_name = provider_name
+        self.stream = stream
+        self._reauthenticate = reauthenticate
+        self._queued = queued
         self.slots = asyncio.Semaphore(settings.max_inflight_per_stream)
         self.runs: dict[str, RequestRun] = {}
         self.outbox: Outbox[bytes | None] = Outbox(OUTBOX_SIZE)
+        self.queued_count = 0
+        self.queued_bytes = 0
+        self.revoked: Unauthenticated | None = None  # set when the stream's credential stopped being valid
         self._reader_done = False
         self._draining = False
         self._ended = False
@@ -137,9 +301,18 @@ class StreamSession:
         await self.outbox.put(frame)
 
     def forget(self, run: RequestRun) -> None:
+        self.dequeue(run)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
         self._maybe_end()
+
+    def dequeue(self, run: RequestRun) -> None:
+        """`run` stopped waiting for a slot (it got one, or it ended): it no longer counts against the queue."""
+        if run.queued:
+            run.queued = False
+            self.queued_count -= 1
+            self.queued_bytes -= run.size
+            self._queued.remove(self.stream.principal)
 
     def _maybe_end(self) -> None:
         """Queue the end of the stream once nothing more can be sent: reader done (or draining), no runs left."""
@@ -148,8 +321,16 @@ class StreamSession:
         self._ended = True
         self.outbox.put_nowait(_END)
 
-    async def handle(self, request: pb.ChatRequest) -> None:
-        """Act on one ChatRequest read from the stream."""
+    async def _refuse(self, request_id: str, error: GatewayError) -> None:
+        await self.send(error_frame(request_id, error).SerializeToString())
+
+    async def handle(self, raw: bytes) -> None:
+        """Act on one raw ChatRequest message read from the stream."""
+        try:
+            request = decode_chat_request(raw)
+        except UndecodableRequest as error:
+            await self._refuse(error.request_id, error)
+            return
         request_id = request.requestId
         if request.action == pb.REQUEST_ACTION_CANCEL:
             run = self.runs.get(request_id)
@@ -157,21 +338,73 @@ class StreamSession:
                 run.cancel(Cancelled(f"request {request_id!r} was cancelled by the client"))
             return
         if self._draining:
-            error: GatewayError = Unavailable("the server is shutting down; send this request to another instance")
-            await self.send(error_frame(request_id, error).SerializeToString())
+            await self._refuse(request_id, Unavailable("the server is shutting down; send this request elsewhere"))
             return
         if request_id and request_id in self.runs:
-            duplicate = AlreadyExists(f"request {request_id!r} is already in flight")
-            await self.send(error_frame(request_id, duplicate).SerializeToString())
+            # Not this id's terminal frame: final=false and no metrics, so the in-flight request's stays the only one.
+            duplicate = error_frame(request_id, AlreadyExists(f"request {request_id!r} is already in flight"))
+            del duplicate.metrics[:]
+            duplicate.final = False
+            await self.send(duplicate.SerializeToString())
             return
-        run = RequestRun(self, request)
+        try:
+            self.stream = self._with_principal(await self._reauthenticate())
+        except Unauthenticated as error:
+            await self._refuse(request_id, error)
+            self._revoke(error)
+            return
+        refusal = self._admit(len(raw))
+        if refusal is not None:
+            await self._refuse(request_id, refusal)
+            return
+        run = RequestRun(self, request, len(raw))
         self.runs[run.key] = run
         run.task = asyncio.ensure_future(run.run())
 
-    async def _read(self, requests: AsyncIterator[pb.ChatRequest]) -> None:
+    def _with_principal(self, principal: Principal) -> StreamContext:
+        """The stream context, with the principal as just re-validated (unchanged in the common case)."""
+        if principal == self.stream.principal:
+            return self.stream
+        return StreamContext(
+            principal, self.stream.peer, self.stream.stream_id, self.stream.trace, self.stream.deadline
+        )
+
+    def _admit(self, size: int) -> ResourceExhausted | None:
+        """Count a new request against the queue bounds, or say why it cannot wait."""
+        settings = self.settings
+        if self.queued_count >= settings.max_queued_per_stream:
+            return ResourceExhausted(
+                f"{self.queued_count} requests are already waiting on this stream (at most"
+                f" {settings.max_inflight_per_stream} run at once, {settings.max_queued_per_stream} may wait)",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
+        if self.queued_count and self.queued_bytes + size > settings.max_queued_bytes_per_stream:
+            return ResourceExhausted(
+                f"the requests waiting on this stream already hold {self.queued_bytes} bytes"
+                f" (at most {settings.max_queued_bytes_per_stream})",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
+        if not self._queued.try_add(self.stream.principal):
+            return ResourceExhausted(
+                f"{self._queued.limit} requests of this principal are already waiting across the server's streams",
+                retry_after=QUEUE_FULL_RETRY_AFTER_S,
+            )
+        self.queued_count += 1
+        self.queued_bytes += size
+        return None
+
+    def _revoke(self, error: Unauthenticated) -> None:
+        """The stream's credential is no longer valid: read nothing more, end every run, then end the stream."""
+        self.revoked = error
+        for run in list(self.runs.values()):
+            run.cancel(Unauthenticated(f"the stream's credential is no longer valid: {error.message}"))
+
+    async def _read(self, requests: AsyncIterator[bytes]) -> None:
         try:
-            async for request in requests:
-                await self.handle(request)
+            async for raw in requests:
+                await self.handle(raw)
+                if self.revoked is not None:
+                    break
         finally:
             self._reader_done = True
             self._maybe_end()
@@ -186,8 +419,11 @@ class StreamSession:
         for run in list(self.runs.values()):
             run.cancel(Unavailable("the server shut down before this request finished; retry it elsewhere"))
 
-    async def serve(self, requests: AsyncIterator[pb.ChatRequest], write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Run the stream: read and run requests in background tasks; write their encoded frames here, in order."""
+    async def serve(self, requests: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run the stream: read and run requests in background tasks; write their encoded frames here, in order.
+
+        Raises `Unauthenticated` after the last frame when the stream's credential stopped being valid.
+        """
         reader = asyncio.ensure_future(self._read(requests))
         drainer = asyncio.ensure_future(self._drain_when_asked())
         try:
@@ -195,6 +431,8 @@ class StreamSession:
                 await write(frame)
             if reader.done() and not reader.cancelled() and (error := reader.exception()) is not None:
                 raise error
+            if self.revoked is not None:
+                raise self.revoked
         finally:
             reader.cancel()
             drainer.cancel()

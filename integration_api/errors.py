@@ -13,6 +13,7 @@ gRPC: the status is carried by name and mapped to ``grpc.StatusCode`` in ``integ
     ├── AlreadyExists          409  ALREADY_EXISTS
     ├── Cancelled              499  CANCELLED
     ├── ResourceExhausted      429  RESOURCE_EXHAUSTED   (retryable, may carry retry_after)
+    │   └── ResponseTooLarge   413  RESOURCE_EXHAUSTED   (not retryable: the reply outgrew the message size)
     ├── DeadlineExceeded       504  DEADLINE_EXCEEDED    (retryable)
     ├── Unavailable            503  UNAVAILABLE          (retryable, may carry retry_after)
     ├── Unimplemented          501  UNIMPLEMENTED
@@ -97,6 +98,14 @@ class ResourceExhausted(GatewayError):
     status = "RESOURCE_EXHAUSTED"
     retryable = True
     default_human_message = "The provider's rate limit was reached; try again shortly."
+
+
+class ResponseTooLarge(ResourceExhausted):
+    """A reply whose final frame would exceed the message size limit (its deltas were all delivered)."""
+
+    http_status = 413
+    retryable = False
+    default_human_message = "The reply was too large to send as one message."
 
 
 class DeadlineExceeded(GatewayError):

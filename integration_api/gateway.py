@@ -1,25 +1,32 @@
 """The gateway: what every RPC does, independent of which service it was called on.
 
 Services (``integration_api.services``) are thin bindings of this object to a provider name. Each RPC
-authenticates first, builds the provider caller for the request's own credential, and translates
+authenticates first (a typed `Principal`), makes the request's `RequestContext`, builds the provider caller for
+the request's own credential inside the request pipeline (``integration_api.pipeline``), and translates
 `GatewayError` into the protocol's answer: error frames on streams, gRPC statuses (with google.rpc details)
-on unary RPCs, never UNKNOWN.
+on unary RPCs, never UNKNOWN. Every request is recorded once in the access log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import NoReturn, Protocol, TypeVar
 
 import grpc
+from google.protobuf import any_pb2
 
-from integration_api import __version__
-from integration_api.engine import StreamSession
-from integration_api.errors import GatewayError, Internal, InvalidArgument, Unavailable, Unimplemented
-from integration_api.frames import ResponseAccumulator, final_frame
+from auth.principal import Principal
+from integration_api import __version__, access_log
+from integration_api.context import RequestContext, StreamContext, TraceContext
+from integration_api.engine import NoFrames, QueuedRequests, StreamSession, complete_chat
+from integration_api.errors import GatewayError, Internal, InvalidArgument, Unauthenticated, Unavailable, Unimplemented
+from integration_api.frames import ResponseAccumulator
 from integration_api.lifecycle import Lifecycle
+from integration_api.pipeline import Pipeline, build_pipeline
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.requests import credential_value, decode_parameters, parse_chat_request
 from integration_api.settings import Settings
@@ -27,13 +34,16 @@ from integration_api.status import rich_status
 from providers.base import Provider, ProviderEnv
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry
-from providers.resilience import ResilientProvider
-from providers.types import ChatFinished, EmbeddingCall, ModerationCall, RerankCall, TextDelta, ToolCallDelta
+from providers.types import EmbeddingCall, ModerationCall, RerankCall
 
 logger = logging.getLogger(__name__)
 
 PROTOCOL_REVISION = 2
 MINIMUM_CLIENT_REVISION = 1
+# How a refused stream reads what its client already sent before the status goes out (see `_refuse_stream`).
+REFUSAL_DRAIN_IDLE_S = 0.02
+REFUSAL_DRAIN_MAX_S = 1.0
+REFUSAL_DRAIN_MAX_MESSAGES = 1000
 T = TypeVar("T")
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -43,7 +53,7 @@ class Authenticator(Protocol):
     @property
     def disabled(self) -> bool: ...
 
-    async def authenticate(self, metadata: Metadata | None) -> object: ...
+    async def authenticate(self, metadata: Metadata | None) -> Principal: ...
 
 
 class Gateway:
@@ -56,31 +66,44 @@ class Gateway:
         clients: ClientCache,
         authenticator: Authenticator,
         lifecycle: Lifecycle,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.clients = clients
         self.authenticator = authenticator
         self.lifecycle = lifecycle
+        self.pipeline = pipeline or build_pipeline(settings)
+        self.queued = QueuedRequests(settings.max_queued_per_principal)
 
     # --- shared steps ----------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def provider(self, provider_name: str, credential: pb.Credential, rpc: str) -> Iterator[Provider]:
-        """The caller of one request, built from its own credential; its SDK client stays open until the end."""
-        spec = self.registry.get(provider_name)
-        if rpc not in spec.rpcs:
-            raise Unimplemented(f"provider {provider_name!r} does not support {rpc}")
+    def provider(self, context: RequestContext, credential: pb.Credential) -> Iterator[Provider]:
+        """The caller of one request inside the pipeline, built from its own credential; its SDK client stays
+        open until the end."""
+        spec = self.registry.get(context.provider)
+        if context.rpc not in spec.rpcs:
+            raise Unimplemented(f"provider {context.provider!r} does not support {context.rpc}")
         lease = self.clients.lease()
         try:
-            env = ProviderEnv(self.settings, lease)
-            yield ResilientProvider(spec.factory(credential_value(credential), env), self.settings)
+            env = ProviderEnv(self.settings, lease, context)
+            yield self.pipeline.wrap(spec.factory(credential_value(credential), env), context)
         finally:
             lease.release()
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+    async def authenticate(self, metadata: Metadata | None, peer: str, deadline: float | None) -> StreamContext:
+        """The context of a new call from its metadata; raises Unauthenticated (logged with the peer)."""
         try:
-            await self.authenticator.authenticate(context.invocation_metadata())
+            principal = await self.authenticator.authenticate(metadata)
+        except Unauthenticated as error:
+            logger.warning("refused a call from %s: %s", peer, error.message)
+            raise
+        return StreamContext(principal, peer, trace=TraceContext.from_metadata(metadata), deadline=deadline)
+
+    async def _open_call(self, context: grpc.aio.ServicerContext) -> StreamContext:
+        try:
+            return await self.authenticate(context.invocation_metadata(), context.peer(), _deadline(context))
         except GatewayError as error:
             await _abort(context, error)
 
@@ -91,88 +114,121 @@ class Gateway:
 
     async def stream_chat_bidirectional(
         self,
-        requests: AsyncIterator[pb.ChatRequest],
+        requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
         provider_name: str | None,
     ) -> None:
-        """Serve one StreamChat RPC: authenticate once, then run every request read from it."""
-        await self._authenticate(context)
-        if self.lifecycle.draining:
-            await _abort(context, Unavailable("the server is shutting down; open the stream on another instance"))
-        session = StreamSession(self.provider, self.settings, self.lifecycle, provider_name)
-        await session.serve(requests, context.write)
+        """Serve one StreamChat RPC: authenticate once, then run every (raw) request read from it."""
+        metadata = context.invocation_metadata()
+        try:
+            stream = await self.authenticate(metadata, context.peer(), _deadline(context))
+            if self.lifecycle.draining:
+                raise Unavailable("the server is shutting down; open the stream on another instance")
+        except GatewayError as error:
+            await _refuse_stream(context, requests, error)
+
+        async def reauthenticate() -> Principal:
+            return await self.authenticator.authenticate(metadata)
+
+        session = StreamSession(
+            self.provider,
+            self.settings,
+            self.lifecycle,
+            provider_name,
+            stream,
+            reauthenticate=reauthenticate,
+            queued=self.queued,
+        )
+        try:
+            await session.serve(requests, context.write)
+        except Unauthenticated as error:
+            logger.warning("ended a stream from %s: %s", stream.peer, error.message)
+            await _refuse_stream(context, requests, error)
 
     # --- unary RPCs --------------------------------------------------------------------------------------------
 
-    async def _unary(self, context: grpc.aio.ServicerContext, operation: Callable[[], Awaitable[T]]) -> T:
-        await self._authenticate(context)
+    async def _unary(
+        self,
+        context: grpc.aio.ServicerContext,
+        rpc: str,
+        provider: str,
+        operation: Callable[[RequestContext], Awaitable[T]],
+        *,
+        request_id: str = "",
+        model: str = "",
+    ) -> T:
+        stream = await self._open_call(context)
+        request = RequestContext(stream, rpc, provider, request_id, model)
         try:
-            return await operation()
+            result = await operation(request)
         except GatewayError as error:
+            access_log.record(request, error.status, error.http_status)
             await _abort(context, error)
         except Exception as exc:
-            logger.exception("unary RPC failed unexpectedly")
-            await _abort(context, Internal(f"unexpected {type(exc).__name__}"))
+            logger.exception("unary %s from %s failed unexpectedly", rpc, stream.peer)
+            internal = Internal(f"unexpected {type(exc).__name__}")
+            access_log.record(request, internal.status, internal.http_status)
+            await _abort(context, internal)
+        access_log.record(request, "OK", 200)
+        return result
 
     async def chat(
         self, request: pb.ChatRequest, context: grpc.aio.ServicerContext, bound: str | None
     ) -> pb.ChatResponse:
-        async def complete() -> pb.ChatResponse:
-            if request.action != pb.REQUEST_ACTION_START:
-                raise InvalidArgument("Chat is unary: only StreamChat accepts a CANCEL action")
+        """Unary Chat: the same chat loop as StreamChat (`complete_chat`), answering only its final frame."""
+        name = self._provider_name(bound, request.providerName)
+        if request.action != pb.REQUEST_ACTION_START:
+            invalid = InvalidArgument("Chat is unary: only StreamChat accepts a CANCEL action")
+            return await self._unary(context, "Chat", name, _fail(invalid), request_id=request.requestId)
+        try:
             call = parse_chat_request(request)
-            accumulated = ResponseAccumulator()
-            name = self._provider_name(bound, request.providerName)
-            with self.provider(name, request.credential, "Chat") as provider:
-                async for event in provider.stream_chat(call):
-                    if isinstance(event, TextDelta):
-                        accumulated.add_text(event.text)
-                    elif isinstance(event, ToolCallDelta):
-                        accumulated.add_tool_call(event)
-                    elif isinstance(event, ChatFinished):
-                        return final_frame(call.request_id, accumulated, event)
-            raise Internal(f"provider {name!r} ended without finishing the response")
+        except InvalidArgument as error:
+            return await self._unary(context, "Chat", name, _fail(error), request_id=request.requestId)
 
-        return await self._unary(context, complete)
+        async def complete(request_context: RequestContext) -> pb.ChatResponse:
+            accumulated = ResponseAccumulator(started_ns=request_context.started_ns)
+            with self.provider(request_context, request.credential) as provider:
+                return await complete_chat(provider, call, accumulated, NoFrames())
+
+        return await self._unary(context, "Chat", name, complete, request_id=call.request_id, model=call.model)
 
     async def embedding(
         self, request: pb.EmbeddingRequest, context: grpc.aio.ServicerContext, bound: str | None
     ) -> pb.EmbeddingResponse:
-        async def embed() -> pb.EmbeddingResponse:
-            name = self._provider_name(bound, request.providerName)
+        async def embed(request_context: RequestContext) -> pb.EmbeddingResponse:
             call = EmbeddingCall(dict(request.content), decode_parameters(request.modelParameters))
-            with self.provider(name, request.credential, "Embedding") as provider:
+            with self.provider(request_context, request.credential) as provider:
                 result = await provider.embed(call)
             data = [pb.Embedding(index=v.index, embedding=v.values) for v in result.vectors]
             metrics = [pb.Metric(name="INPUT_TOKEN", value=str(result.usage.input_tokens))]
             return pb.EmbeddingResponse(code=200, success=True, data=data, metrics=metrics)
 
-        return await self._unary(context, embed)
+        name = self._provider_name(bound, request.providerName)
+        return await self._unary(context, "Embedding", name, embed, model=_model_of(request.modelParameters))
 
     async def reranking(
         self, request: pb.RerankingRequest, context: grpc.aio.ServicerContext, bound: str | None
     ) -> pb.RerankingResponse:
-        async def rerank() -> pb.RerankingResponse:
-            name = self._provider_name(bound, request.providerName)
+        async def rerank(request_context: RequestContext) -> pb.RerankingResponse:
             call = RerankCall(request.query, dict(request.content), decode_parameters(request.modelParameters))
-            with self.provider(name, request.credential, "Reranking") as provider:
+            with self.provider(request_context, request.credential) as provider:
                 result = await provider.rerank(call)
             data = [
                 pb.Reranking(index=s.index, content=s.content, relevanceScore=s.relevance_score) for s in result.scores
             ]
             return pb.RerankingResponse(code=200, success=True, data=data)
 
-        return await self._unary(context, rerank)
+        name = self._provider_name(bound, request.providerName)
+        return await self._unary(context, "Reranking", name, rerank, model=_model_of(request.modelParameters))
 
     async def verify_credential(
         self, request: pb.VerifyCredentialRequest, context: grpc.aio.ServicerContext, bound: str | None
     ) -> pb.VerifyCredentialResponse:
         """A rejected credential is an answer (success=false), not an RPC failure."""
 
-        async def verify() -> pb.VerifyCredentialResponse:
-            name = self._provider_name(bound, request.providerName)
+        async def verify(request_context: RequestContext) -> pb.VerifyCredentialResponse:
             try:
-                with self.provider(name, request.credential, "VerifyCredential") as provider:
+                with self.provider(request_context, request.credential) as provider:
                     description = await provider.verify_credential()
             except (Unimplemented, Internal):
                 raise
@@ -180,23 +236,24 @@ class Gateway:
                 return pb.VerifyCredentialResponse(code=error.http_status, success=False, errorMessage=error.message)
             return pb.VerifyCredentialResponse(code=200, success=True, response=description)
 
-        return await self._unary(context, verify)
+        name = self._provider_name(bound, request.providerName)
+        return await self._unary(context, "VerifyCredential", name, verify)
 
     async def get_moderation(
         self, request: pb.GetModerationRequest, context: grpc.aio.ServicerContext, bound: str | None
     ) -> pb.GetModerationResponse:
-        async def moderate() -> pb.GetModerationResponse:
-            name = self._provider_name(bound, request.providerName)
+        async def moderate(request_context: RequestContext) -> pb.GetModerationResponse:
             call = ModerationCall(request.content, request.model, decode_parameters(request.modelParameters))
-            with self.provider(name, request.credential, "GetModeration") as provider:
+            with self.provider(request_context, request.credential) as provider:
                 result = await provider.moderate(call)
             data = [pb.Moderation(name=key, value=value) for key, value in sorted(result.scores.items())]
             return pb.GetModerationResponse(code=200, success=True, data=data)
 
-        return await self._unary(context, moderate)
+        name = self._provider_name(bound, request.providerName)
+        return await self._unary(context, "GetModeration", name, moderate, model=request.model)
 
     async def get_version(self, context: grpc.aio.ServicerContext) -> pb.GetVersionResponse:
-        async def version() -> pb.GetVersionResponse:
+        async def version(request_context: RequestContext) -> pb.GetVersionResponse:
             providers = [pb.ProviderInfo(name=spec.name, rpcs=sorted(spec.rpcs)) for spec in self.registry]
             return pb.GetVersionResponse(
                 serverVersion=__version__,
@@ -205,7 +262,54 @@ class Gateway:
                 providers=providers,
             )
 
-        return await self._unary(context, version)
+        return await self._unary(context, "GetVersion", "", version)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's gRPC deadline as a time.monotonic() instant, or None when the client set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _fail(error: GatewayError) -> Callable[[RequestContext], Awaitable[pb.ChatResponse]]:
+    """An operation that fails with `error` (a request refused before it reaches a provider)."""
+
+    async def fail(request_context: RequestContext) -> pb.ChatResponse:
+        raise error
+
+    return fail
+
+
+def _model_of(parameters: Mapping[str, any_pb2.Any]) -> str:
+    """`model.name` of a unary request's parameters, for the access log, without decoding the others."""
+    if "model.name" not in parameters:
+        return ""
+    try:
+        value = decode_parameters({"model.name": parameters["model.name"]})["model.name"]
+    except GatewayError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+async def _refuse_stream(
+    context: grpc.aio.ServicerContext, requests: AsyncIterator[bytes], error: GatewayError
+) -> NoReturn:
+    """End a StreamChat RPC with `error`'s status, after reading what the client already sent.
+
+    A status sent while the client's requests are still arriving unread reaches grpc clients as INTERNAL
+    ("Internal error from Core": the stream is reset under them) instead of the status. So the requests already on
+    their way are read and dropped first, until none arrives for a moment (bounded in time and count: a client that
+    keeps sending only delays its own refusal).
+    """
+    pending = aiter(requests)
+    try:
+        async with asyncio.timeout(REFUSAL_DRAIN_MAX_S):
+            for _ in range(REFUSAL_DRAIN_MAX_MESSAGES):
+                async with asyncio.timeout(REFUSAL_DRAIN_IDLE_S):
+                    await anext(pending)
+    except (TimeoutError, StopAsyncIteration):
+        pass
+    await _abort(context, error)
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: GatewayError) -> NoReturn:

@@ -148,6 +148,69 @@ def _parse_tool(position: int, tool: pb.ToolDefinition) -> ToolSpec:
     return ToolSpec(function.name, function.description, _parameter_schema(function.parameters))
 
 
+class UndecodableRequest(InvalidArgument):
+    """A StreamChat message that is not a valid ChatRequest; `request_id` is its requestId when readable, or ""."""
+
+    def __init__(self, message: str, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def decode_chat_request(raw: bytes) -> pb.ChatRequest:
+    """Decode one StreamChat message, or raise `UndecodableRequest` (invalid UTF-8, nesting too deep, bad wire)."""
+    try:
+        return pb.ChatRequest.FromString(raw)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        request_id = _peek_request_id(raw)
+        raise UndecodableRequest(
+            f"the ChatRequest message ({len(raw)} bytes) could not be decoded: {type(exc).__name__}: {exc}"[:500],
+            request_id,
+        ) from exc
+
+
+_REQUEST_ID_FIELD = 3  # ChatRequest.requestId
+
+
+def _peek_request_id(raw: bytes) -> str:
+    """The requestId of an undecodable ChatRequest, read from the top-level wire fields; "" when unreadable."""
+    position = 0
+    try:
+        while position < len(raw):
+            tag, position = _read_varint(raw, position)
+            field, wire_type = tag >> 3, tag & 7
+            if wire_type == 0:
+                _, position = _read_varint(raw, position)
+            elif wire_type == 1:
+                position += 8
+            elif wire_type == 5:
+                position += 4
+            elif wire_type == 2:
+                length, position = _read_varint(raw, position)
+                if field == _REQUEST_ID_FIELD:
+                    value = raw[position : position + length]
+                    text = value.decode() if len(value) == length else ""
+                    return text if len(text) <= MAX_REQUEST_ID_LENGTH else ""
+                position += length
+            else:
+                return ""
+    except (IndexError, UnicodeDecodeError):
+        return ""
+    return ""
+
+
+def _read_varint(raw: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
 def parse_chat_request(request: pb.ChatRequest) -> ChatCall:
     """Validate a ChatRequest (START action) into a ChatCall, or raise InvalidArgument saying what is wrong."""
     if not request.requestId:

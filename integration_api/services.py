@@ -27,9 +27,7 @@ class ProviderService:
         self._gateway = gateway
         self._provider = provider
 
-    async def StreamChat(
-        self, request_iterator: AsyncIterator[pb.ChatRequest], context: grpc.aio.ServicerContext
-    ) -> None:
+    async def StreamChat(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         await self._gateway.stream_chat_bidirectional(request_iterator, context, self._provider)
 
     async def Chat(self, request: pb.ChatRequest, context: grpc.aio.ServicerContext) -> pb.ChatResponse:
@@ -60,8 +58,9 @@ class ProviderService:
 def _method_handlers(servicer: ProviderService, service: str) -> dict[str, grpc.RpcMethodHandler]:
     """Handlers for the RPCs `service` declares in the .proto, bound to `servicer`.
 
-    StreamChat's frames are encoded by the engine (``integration_api.frames``), so its responses pass through
-    without a serializer; every other RPC serializes its response message as usual.
+    StreamChat passes raw bytes both ways: the engine decodes each request itself (so one undecodable message is
+    that request's error, not the stream's end) and encodes its frames itself (``integration_api.frames``).
+    Every other RPC deserializes its request and serializes its response message as usual.
     """
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name[service].methods:
@@ -69,7 +68,7 @@ def _method_handlers(servicer: ProviderService, service: str) -> dict[str, grpc.
         behaviour = getattr(servicer, method.name)
         if method.client_streaming and method.server_streaming:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                behaviour, request_deserializer=request_class.FromString, response_serializer=None
+                behaviour, request_deserializer=None, response_serializer=None
             )
         else:
             response_class = getattr(pb, method.output_type.name)

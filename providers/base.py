@@ -8,7 +8,7 @@ and exceptions stay inside each adapter.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from providers.types import (
 )
 
 if TYPE_CHECKING:
+    from integration_api.context import RequestContext
     from integration_api.settings import Settings
 
 # The RPC names of the protocol, as `ProviderSpec.rpcs` and GetVersion list them.
@@ -35,16 +36,19 @@ ALL_RPCS = CHAT_RPCS | {"Embedding", "Reranking", "GetModeration"}
 
 CredentialValue = Mapping[str, JsonValue]
 
+# What `Provider.stream_chat` returns: an async generator, so that closing it (`aclose`) closes the upstream call.
+ChatStream = AsyncGenerator[ChatEvent, None]
+
 
 class Provider:
     """A provider caller for one credential. Override what the vendor supports; the rest is UNIMPLEMENTED."""
 
     name: str = "provider"
 
-    def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    def stream_chat(self, call: ChatCall) -> ChatStream:
         """Stream the reply: TextDelta/ToolCallDelta events as they arrive, then exactly one ChatFinished.
 
-        Closing the iterator early (cancellation) must close the upstream call.
+        Closing the generator early (cancellation) must close the upstream call.
         """
         raise Unimplemented(f"provider {self.name!r} does not support chat")
 
@@ -67,10 +71,12 @@ class ProviderEnv:
     """What every factory receives besides the credential: the settings and shared, reusable resources.
 
     `clients` is the server's `ClientCache`, or, for one request, a `ClientLease` on it (see `Gateway.provider`).
+    `context` is the request's own context (None outside a request, e.g. in an adapter's unit test).
     """
 
     settings: Settings
     clients: ClientSource
+    context: RequestContext | None = None
 
 
 ProviderFactory = Callable[[CredentialValue, ProviderEnv], Provider]
@@ -84,3 +90,32 @@ class ProviderSpec:
     factory: ProviderFactory
     rpcs: frozenset[str]
     description: str = ""
+
+
+class ProviderLayer(Provider):
+    """A provider wrapping another one: every call goes to `inner` unless the layer overrides it.
+
+    Cross-cutting behaviour (retries, limits, accounting, metrics, routing) is a subclass that overrides the calls
+    it cares about; ``integration_api.pipeline`` stacks layers around each request's adapter, outermost first.
+    A layer is built per request, with that request's context.
+    """
+
+    def __init__(self, inner: Provider, context: RequestContext) -> None:
+        self.inner = inner
+        self.context = context
+        self.name = inner.name
+
+    def stream_chat(self, call: ChatCall) -> ChatStream:
+        return self.inner.stream_chat(call)
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        return await self.inner.embed(call)
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        return await self.inner.rerank(call)
+
+    async def verify_credential(self) -> str:
+        return await self.inner.verify_credential()
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        return await self.inner.moderate(call)

@@ -1,6 +1,6 @@
-"""Retries and timeouts, as a wrapper around any provider (adapters do neither themselves).
+"""Retries and timeouts, as a pipeline layer around any provider (adapters do neither themselves).
 
-`ResilientProvider` wraps a `Provider`:
+`ResilientProvider` is the innermost layer of ``integration_api.pipeline``, wrapping the adapter:
 
 - **retries** (tenacity) only before the first event has been received, only for retryable errors
   (`GatewayError.retryable`), with exponential backoff and jitter, honouring the upstream's retry-after up to
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
 from integration_api.errors import DeadlineExceeded, GatewayError
 from integration_api.settings import Settings
-from providers.base import Provider
+from providers.base import ChatStream, Provider, ProviderLayer
 from providers.types import (
     ChatCall,
     ChatEvent,
@@ -32,6 +32,9 @@ from providers.types import (
     RerankCall,
     RerankResult,
 )
+
+if TYPE_CHECKING:
+    from integration_api.context import RequestContext
 
 T = TypeVar("T")
 
@@ -87,12 +90,11 @@ class _IdleWatchdog:
         self._handle.cancel()
 
 
-class ResilientProvider(Provider):
+class ResilientProvider(ProviderLayer):
     """`inner` with the server's retry and timeout policy applied."""
 
-    def __init__(self, inner: Provider, settings: Settings) -> None:
-        self.inner = inner
-        self.name = inner.name
+    def __init__(self, inner: Provider, context: RequestContext, settings: Settings) -> None:
+        super().__init__(inner, context)
         self._settings = settings
 
     def _retrying(self) -> AsyncRetrying:
@@ -139,7 +141,7 @@ class ResilientProvider(Provider):
         assert opened is not None
         return opened
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         events, first = await self._open_with_retries(call)
         watchdog = _IdleWatchdog(self._settings.idle_timeout_s)
         try:

@@ -112,23 +112,23 @@ async def test_half_close_lets_in_flight_requests_complete(gateway: RunningGatew
     assert await stream.call.code() == grpc.StatusCode.OK
 
 
-async def test_duplicate_in_flight_id_is_rejected_for_the_second(gateway: RunningGateway) -> None:
+async def test_duplicate_in_flight_id_is_refused_without_a_second_terminal_frame(gateway: RunningGateway) -> None:
     stream = gateway.open_stream()
     await stream.send(
         chat_request("dup", "first one here", provider=PROBE, simulated_delay_ms=30),
         chat_request("dup", "second", provider=PROBE),
     )
-    collected = await stream.read_until_done(["dup"])
-    rejected = collected.terminal("dup")
-    assert rejected.error.status == "ALREADY_EXISTS" and rejected.code == 409
     await stream.call.done_writing()
     collected = await stream.read_to_end()
-    terminals = collected.terminals("dup")
-    assert (
-        len(terminals) == 2
-        and terminals[1].success
-        and "".join(terminals[1].data.assistant.contents) == "first one here"
-    )
+    frames = collected.frames["dup"]
+    refusals = [f for f in frames if f.error.status == "ALREADY_EXISTS"]
+    assert len(refusals) == 1
+    refusal = refusals[0]
+    assert refusal.code == 409 and not refusal.success and not refusal.final and not refusal.metrics
+    # The in-flight request keeps its one terminal frame, the only frame with metrics for this id.
+    terminal = collected.terminal("dup")
+    assert terminal.success and "".join(terminal.data.assistant.contents) == "first one here"
+    assert [f for f in frames if f.metrics] == [terminal]
 
 
 async def test_requests_beyond_the_per_stream_limit_wait(tmp_path: object) -> None:

@@ -42,7 +42,14 @@ from integration_api.errors import (
     Unauthenticated,
     Unavailable,
 )
-from integration_api.frames import ResponseAccumulator, TextFrameEncoder, error_frame, final_frame, tool_call_frame
+from integration_api.frames import (
+    ResponseAccumulator,
+    TextFrameEncoder,
+    duplicate_refusal_frame,
+    error_frame,
+    final_frame,
+    tool_call_frame,
+)
 from integration_api.lifecycle import Lifecycle
 from integration_api.outbox import Outbox
 from integration_api.proto import integration_api_pb2 as pb
@@ -341,10 +348,9 @@ class StreamSession:
             await self._refuse(request_id, Unavailable("the server is shutting down; send this request elsewhere"))
             return
         if request_id and request_id in self.runs:
-            # Not this id's terminal frame: final=false and no metrics, so the in-flight request's stays the only one.
-            duplicate = error_frame(request_id, AlreadyExists(f"request {request_id!r} is already in flight"))
-            del duplicate.metrics[:]
-            duplicate.final = False
+            duplicate = duplicate_refusal_frame(
+                request_id, AlreadyExists(f"request {request_id!r} is already in flight")
+            )
             await self.send(duplicate.SerializeToString())
             return
         try:

@@ -204,3 +204,11 @@ def error_frame(
         finishReason="cancelled" if error.status == "CANCELLED" else "error",
         final=True,
     )
+
+
+def duplicate_refusal_frame(request_id: str, error: GatewayError) -> pb.ChatResponse:
+    """The refusal of a request whose id is already in flight: NOT that id's terminal frame (final=false, no
+    metrics), so the request in flight keeps its one terminal frame (docs/protocol.md)."""
+    return pb.ChatResponse(
+        code=error.http_status, success=False, requestId=request_id, error=error_proto(error), finishReason="error"
+    )

@@ -68,7 +68,14 @@ def api_error(code: int, error: pb.Error, request_id: str | None = None) -> APIE
 # --- streamed chat --------------------------------------------------------------------------------------------
 
 
+def is_duplicate_refusal(frame: pb.ChatResponse) -> bool:
+    """The server refused a second request with an id already in flight (docs/protocol.md): not that id's end."""
+    return not frame.final and not frame.success and frame.error.status == "ALREADY_EXISTS" and not frame.metrics
+
+
 def is_terminal(frame: pb.ChatResponse) -> bool:
+    if is_duplicate_refusal(frame):
+        return False
     return frame.final or not frame.success or len(frame.metrics) > 0
 
 

@@ -41,7 +41,7 @@ from integration_api.client._errors import (
 )
 from integration_api.client._requests import Parameters, cancel_request, chat_request, ensure_fits, new_request_id
 from integration_api.client._response import AsyncChatResponse, RequestState
-from integration_api.client._results import is_terminal
+from integration_api.client._results import is_duplicate_refusal, is_terminal
 from integration_api.client._transport import AsyncTransport, StreamCall
 from integration_api.client._types import MessageParam, ToolParam
 from integration_api.proto import integration_api_pb2 as pb
@@ -245,6 +245,8 @@ class AsyncChatStream:
         state = self._pending.get(frame.requestId)
         if state is None:
             return  # a request already ended here (e.g. cancelled locally); nobody waits for it
+        if is_duplicate_refusal(frame):
+            return  # this client sends an id once; the request in flight under it goes on
         if is_terminal(frame):
             self._pending.pop(state.request_id, None)
             state.produced_output = True

@@ -53,9 +53,9 @@ from integration_api.frames import (
 from integration_api.lifecycle import Lifecycle
 from integration_api.outbox import Outbox
 from integration_api.proto import integration_api_pb2 as pb
-from integration_api.requests import UndecodableRequest, decode_chat_request, parse_chat_request
+from integration_api.requests import UndecodableRequest, credential_value, decode_chat_request, parse_chat_request
 from integration_api.settings import Settings
-from providers.base import Provider
+from providers.base import CredentialValue, Provider
 from providers.types import ChatCall, ChatFinished, TextDelta, ToolCallDelta
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class ProviderBuilder(Protocol):
     """The provider caller for one request, from its context and credential, held for the request's length."""
 
     def __call__(
-        self, context: RequestContext, credential: pb.Credential
+        self, context: RequestContext, credential: CredentialValue
     ) -> contextlib.AbstractContextManager[Provider]: ...
 
 
@@ -236,7 +236,7 @@ class RequestRun:
         finally:
             session.dequeue(self)
         try:
-            with session.provider(self.context, self.request.credential) as provider:
+            with session.provider(self.context, credential_value(self.request.credential)) as provider:
                 return await complete_chat(provider, call, accumulated, _StreamFrames(session, self.request_id))
         finally:
             session.slots.release()

@@ -31,7 +31,7 @@ from integration_api.proto import integration_api_pb2 as pb
 from integration_api.requests import credential_value, decode_parameters, parse_chat_request
 from integration_api.settings import Settings
 from integration_api.status import rich_status
-from providers.base import Provider, ProviderEnv
+from providers.base import CredentialValue, Provider, ProviderEnv
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry
 from providers.types import EmbeddingCall, ModerationCall, RerankCall
@@ -79,7 +79,7 @@ class Gateway:
     # --- shared steps ----------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def provider(self, context: RequestContext, credential: pb.Credential) -> Iterator[Provider]:
+    def provider(self, context: RequestContext, credential: CredentialValue) -> Iterator[Provider]:
         """The caller of one request inside the pipeline, built from its own credential; its SDK client stays
         open until the end."""
         spec = self.registry.get(context.provider)
@@ -88,7 +88,7 @@ class Gateway:
         lease = self.clients.lease()
         try:
             env = ProviderEnv(self.settings, lease, context)
-            yield self.pipeline.wrap(spec.factory(credential_value(credential), env), context)
+            yield self.pipeline.wrap(spec.factory(credential, env), context)
         finally:
             lease.release()
 
@@ -187,7 +187,7 @@ class Gateway:
 
         async def complete(request_context: RequestContext) -> pb.ChatResponse:
             accumulated = ResponseAccumulator(started_ns=request_context.started_ns)
-            with self.provider(request_context, request.credential) as provider:
+            with self.provider(request_context, credential_value(request.credential)) as provider:
                 return await complete_chat(provider, call, accumulated, NoFrames())
 
         return await self._unary(context, "Chat", name, complete, request_id=call.request_id, model=call.model)
@@ -197,7 +197,7 @@ class Gateway:
     ) -> pb.EmbeddingResponse:
         async def embed(request_context: RequestContext) -> pb.EmbeddingResponse:
             call = EmbeddingCall(dict(request.content), decode_parameters(request.modelParameters))
-            with self.provider(request_context, request.credential) as provider:
+            with self.provider(request_context, credential_value(request.credential)) as provider:
                 result = await provider.embed(call)
             data = [pb.Embedding(index=v.index, embedding=v.values) for v in result.vectors]
             metrics = [pb.Metric(name="INPUT_TOKEN", value=str(result.usage.input_tokens))]
@@ -211,7 +211,7 @@ class Gateway:
     ) -> pb.RerankingResponse:
         async def rerank(request_context: RequestContext) -> pb.RerankingResponse:
             call = RerankCall(request.query, dict(request.content), decode_parameters(request.modelParameters))
-            with self.provider(request_context, request.credential) as provider:
+            with self.provider(request_context, credential_value(request.credential)) as provider:
                 result = await provider.rerank(call)
             data = [
                 pb.Reranking(index=s.index, content=s.content, relevanceScore=s.relevance_score) for s in result.scores
@@ -228,7 +228,7 @@ class Gateway:
 
         async def verify(request_context: RequestContext) -> pb.VerifyCredentialResponse:
             try:
-                with self.provider(request_context, request.credential) as provider:
+                with self.provider(request_context, credential_value(request.credential)) as provider:
                     description = await provider.verify_credential()
             except (Unimplemented, Internal):
                 raise
@@ -244,7 +244,7 @@ class Gateway:
     ) -> pb.GetModerationResponse:
         async def moderate(request_context: RequestContext) -> pb.GetModerationResponse:
             call = ModerationCall(request.content, request.model, decode_parameters(request.modelParameters))
-            with self.provider(request_context, request.credential) as provider:
+            with self.provider(request_context, credential_value(request.credential)) as provider:
                 result = await provider.moderate(call)
             data = [pb.Moderation(name=key, value=value) for key, value in sorted(result.scores.items())]
             return pb.GetModerationResponse(code=200, success=True, data=data)

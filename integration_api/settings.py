@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from integration_api import url_policy
+
 
 class Settings(BaseSettings):
     """Every knob of the server. See README.md's configuration reference."""
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     # Storage and auth
     data_dir: Path = Path("./data")
     jwt_secret: SecretStr | None = None
+    jwt_max_lifetime_s: float = Field(
+        default=86_400.0, gt=0, description="longest service-token lifetime accepted: exp - iat, or exp - now"
+    )
     auth_disabled: bool = False
 
     # Streams
@@ -73,6 +78,20 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("allowed_base_urls")
+    @classmethod
+    def _parse_allowlist(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # A typo here would otherwise surface as every caller's base URL being refused: fail at start-up instead.
+        for entry in value:
+            try:
+                url_policy.parse_rule(entry)
+            except url_policy.UrlRefused as exc:
+                raise ValueError(
+                    f"entry {entry!r} is not a valid base URL: {exc} "
+                    "(write scheme://host[:port or :*][/path], e.g. https://proxy.example/v1 or http://127.0.0.1:*)"
+                ) from exc
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -95,6 +114,11 @@ class Settings(BaseSettings):
             settings_cls = type(cls.__name__, (cls,), {"model_config": config, "__doc__": cls.__doc__})
         return settings_cls(**{key: value for key, value in overrides.items() if value is not None})
 
+    @property
+    def base_url_allowlist(self) -> url_policy.UrlAllowlist:
+        """`allowed_base_urls`, parsed (``integration_api.url_policy`` has the matching rules)."""
+        return url_policy.compile_allowlist(self.allowed_base_urls)
+
     def base_url_allowed(self, url: str) -> bool:
-        """Whether a caller-supplied base URL may be used (it must start with an allowed prefix)."""
-        return any(url.startswith(prefix) for prefix in self.allowed_base_urls)
+        """Whether a caller-supplied URL may be called: an `allowed_base_urls` entry matches it exactly."""
+        return self.base_url_allowlist.allows(url)

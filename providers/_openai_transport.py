@@ -129,8 +129,14 @@ class ChatSender:
     async def _open_replayed(self, route: ChatRoute, body: dict[str, Any]) -> UpstreamStream:
         if self._session is None:
             self._session = _session()
+        # aiohttp follows redirects unless told not to; a 3xx is an answer like any non-2xx (see openai.http_client).
         response = await self._session.post(
-            route.url, data=_json(body), headers=route.headers, proxy=route.proxy, timeout=self._timeout
+            route.url,
+            data=_json(body),
+            headers=route.headers,
+            proxy=route.proxy,
+            timeout=self._timeout,
+            allow_redirects=False,
         )
         if response.status >= 300:
             try:

@@ -391,7 +391,9 @@ def _factory(credential: CredentialValue, env: ProviderEnv) -> Provider:
     def create() -> AsyncAnthropic:
         # The idle timeout bounds every read as a backstop; retries belong to the gateway's wrapper.
         timeout = anthropic.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s)
-        return AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=timeout)
+        # The SDK's own client follows redirects: a base URL answering 307 to another host would get it the key.
+        http = anthropic.DefaultAsyncHttpxClient(timeout=timeout, follow_redirects=False)
+        return AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http)
 
     client = env.clients.get_or_create(credential_digest(NAME, credential, base_url), create)
     return scrubbed(AnthropicProvider(client), Scrubber(key))

@@ -376,7 +376,9 @@ def gateway_error(exc: Exception) -> GatewayError:
 def build_client(key: str, base_url: str, settings: Settings) -> CohereClient:
     """An SDK client with retries off and the gateway's connect/read timeouts (on the HTTP client it is given)."""
     http = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s), follow_redirects=True
+        # Never follow a redirect: an allowed base URL answering 307 to another host would get it the key.
+        timeout=httpx.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s),
+        follow_redirects=False,
     )
     sdk = cohere.AsyncClientV2(
         api_key=key, base_url=base_url, max_retries=0, httpx_client=http, log_warning_experimental_features=False

@@ -1,13 +1,19 @@
 """Which base URL an adapter talks to: the credential's `base_url`, a server-side override, or the vendor default.
 
-A caller-supplied URL could make the gateway call any host, so it is honoured only when it starts with one of
-the prefixes in `Settings.allowed_base_urls`; otherwise the request fails with PermissionDenied.
-Server-side per-provider URLs (`Settings.provider_base_urls`, e.g. a company proxy) are trusted.
+A caller-supplied URL could make the gateway call any host (and hand it the caller's vendor key), so it is
+honoured only when an entry of `Settings.allowed_base_urls` matches it exactly: scheme, host, port and a path
+prefix, by the rules of ``integration_api.url_policy``; otherwise the request fails with PermissionDenied. The
+URL is then used in its canonical spelling, the one that was checked. Server-side per-provider URLs
+(`Settings.provider_base_urls`, e.g. a company proxy) are trusted.
+
+The adapters' HTTP clients never follow redirects (see each adapter's client construction): an allowed host
+answering 307 to another host must not become a call to that host.
 """
 
 from __future__ import annotations
 
 from integration_api.errors import InvalidArgument, PermissionDenied
+from integration_api.url_policy import UrlRefused
 from providers.base import CredentialValue, ProviderEnv
 
 
@@ -19,13 +25,15 @@ def resolve_base_url(
     if supplied not in (None, ""):
         if not isinstance(supplied, str):
             raise InvalidArgument(f"credential field {key!r} must be text")
-        if not env.settings.base_url_allowed(supplied):
+        try:
+            return env.settings.base_url_allowlist.check(supplied).text
+        except UrlRefused as exc:
+            # The reason never repeats the URL as given: it may carry a password before an "@".
             raise PermissionDenied(
-                f"base URL {supplied!r} from the credential is not allowed by this server; "
+                f"the credential's {key!r} is not allowed by this server: {exc}; "
                 "an operator can allow it with INTEGRATION_API_ALLOWED_BASE_URLS",
                 human_message="This server does not allow calling that endpoint.",
-            )
-        return supplied
+            ) from exc
     return env.settings.provider_base_urls.get(provider)
 
 

@@ -98,7 +98,8 @@ def http_client(settings: Settings) -> httpx.AsyncClient:
         request.extensions["timeout"] = timeout.as_dict()
 
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [apply_timeout], "response": [wire.record_response]}
-    return httpx.AsyncClient(timeout=timeout, event_hooks=hooks)
+    # Explicitly no redirects (the SDK's own clients follow them): a base URL answering 307 elsewhere must fail.
+    return httpx.AsyncClient(timeout=timeout, event_hooks=hooks, follow_redirects=False)
 
 
 def http_options(base_url: str | None, api_version: str, http: httpx.AsyncClient) -> types.HttpOptions:

@@ -331,7 +331,8 @@ def _text(value: object) -> str:
 def build_client(key: str, base_url: str, settings: Settings) -> MistralClient:
     """An SDK client with retries off and the gateway's connect/read timeouts."""
     timeout = httpx2.Timeout(settings.idle_timeout_s, connect=settings.connect_timeout_s)
-    http = httpx2.AsyncClient(transport=_GatewayTimeouts(timeout), timeout=timeout, follow_redirects=True)
+    # Never follow a redirect: an allowed base URL answering 307 to another host would get it the key.
+    http = httpx2.AsyncClient(transport=_GatewayTimeouts(timeout), timeout=timeout, follow_redirects=False)
     sdk = Mistral(api_key=key, server_url=base_url, async_client=http, retry_config=NO_RETRIES)
     return MistralClient(sdk, http)
 

@@ -51,8 +51,12 @@ def sdk_timeout(settings: Settings) -> openai.Timeout:
 
 
 def http_client(settings: Settings) -> openai.DefaultAioHttpClient:
-    """The SDK's own aiohttp transport (less CPU per request and per read than its default httpx2 one)."""
-    return openai.DefaultAioHttpClient(timeout=sdk_timeout(settings), verify=tls_context())
+    """The SDK's own aiohttp transport (less CPU per request and per read than its default httpx2 one).
+
+    Redirects are not followed (the SDK's default follows them): an allowed base URL answering 307 to another
+    host would otherwise send that host the caller's key. Vendors' APIs do not redirect.
+    """
+    return openai.DefaultAioHttpClient(timeout=sdk_timeout(settings), verify=tls_context(), follow_redirects=False)
 
 
 class OpenAIProvider(Provider):

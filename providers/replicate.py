@@ -103,7 +103,8 @@ class ReplicateClient(Client):
     def __init__(self, api_token: str, base_url: str, timeout: httpx.Timeout) -> None:
         super().__init__(api_token=api_token, base_url=base_url, timeout=timeout)
         headers = {"Authorization": f"Bearer {api_token}", "User-Agent": f"replicate-python/{sdk_version}"}
-        self.http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+        # Explicitly no redirects: a base URL answering 307 to another host must not get the token.
+        self.http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, follow_redirects=False)
         self._cancels: set[asyncio.Task[None]] = set()
 
     @property

@@ -15,7 +15,9 @@ import json
 import re
 from typing import Any
 
+import requests
 from google import genai
+from google.auth.transport import requests as google_requests
 from google.oauth2 import service_account
 
 from integration_api.errors import InvalidArgument, PermissionDenied
@@ -91,9 +93,27 @@ def _checked(credential: CredentialValue, key: str, pattern: re.Pattern[str]) ->
     return value
 
 
+class _NoRedirectCredentials(service_account.Credentials):
+    """Service-account credentials whose token exchange never follows a redirect.
+
+    The SDK refreshes through ``google.auth.transport.requests``, whose session follows a 307 with the signed
+    assertion in the body: an allowed ``token_uri`` could then hand it to any host. Copies (``with_scopes``...)
+    keep this class, since google-auth builds them with ``self.__class__``.
+    """
+
+    def refresh(self, request: Any) -> None:
+        del request  # the SDK's: a session that follows redirects
+        session = requests.Session()
+        session.max_redirects = 0  # requests raises TooManyRedirects before sending the redirected request
+        try:
+            super().refresh(google_requests.Request(session))  # type: ignore[no-untyped-call]
+        finally:
+            session.close()
+
+
 def _credentials(info: dict[str, Any]) -> service_account.Credentials:
     try:
-        credentials: service_account.Credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        credentials: service_account.Credentials = _NoRedirectCredentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=list(SCOPES)
         )
         return credentials

@@ -49,7 +49,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "retry_initial_backoff_s": 0.01,
         "retry_max_backoff_s": 0.05,
         "grace_period_s": 2.0,
-        "allowed_base_urls": ("http://127.0.0.1",),
+        "allowed_base_urls": ("http://127.0.0.1:*",),
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

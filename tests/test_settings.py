@@ -14,13 +14,13 @@ def test_precedence_flags_env_file_defaults(tmp_path: Path, monkeypatch: pytest.
     config = tmp_path / "gateway.toml"
     config.write_text('port = 7000\nhost = "0.0.0.0"\nmax_inflight_per_stream = 4\n')
     monkeypatch.setenv("INTEGRATION_API_PORT", "7100")
-    monkeypatch.setenv("INTEGRATION_API_ALLOWED_BASE_URLS", "http://127.0.0.1, http://localhost:8080")
+    monkeypatch.setenv("INTEGRATION_API_ALLOWED_BASE_URLS", "http://127.0.0.1:*, http://localhost:8080")
     settings = Settings.load(config, host="10.0.0.1", data_dir=None)
     assert settings.host == "10.0.0.1"  # flag
     assert settings.port == 7100  # environment beats the file
     assert settings.max_inflight_per_stream == 4  # file beats the default
     assert settings.grace_period_s == 15.0  # default
-    assert settings.allowed_base_urls == ("http://127.0.0.1", "http://localhost:8080")
+    assert settings.allowed_base_urls == ("http://127.0.0.1:*", "http://localhost:8080")
     assert settings.base_url_allowed("http://127.0.0.1:9000/v1") and not settings.base_url_allowed("http://evil")
 
 

@@ -13,7 +13,7 @@ from providers.clients import ClientCache
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(allowed_base_urls=("http://127.0.0.1",), connect_timeout_s=2.0, idle_timeout_s=5.0)
+    return Settings(allowed_base_urls=("http://127.0.0.1:*",), connect_timeout_s=2.0, idle_timeout_s=5.0)
 
 
 @pytest.fixture

@@ -362,7 +362,7 @@ async def test_an_unreachable_upstream_is_unavailable(provider_env: ProviderEnv)
 
 async def test_a_slow_upstream_times_out(emulator: AnthropicEmulator) -> None:
     clients = ClientCache()
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",), idle_timeout_s=0.2), clients)
+    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1:*",), idle_timeout_s=0.2), clients)
     provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
     emulator.enqueue(Script(text="one two three", fault=Fault(stall_after_chunks=1, stall_s=5)))
     try:

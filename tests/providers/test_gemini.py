@@ -382,7 +382,7 @@ async def test_a_connection_reset_mid_stream_is_unavailable(emulator: GeminiEmul
 
 async def test_a_slow_upstream_times_out(emulator: GeminiEmulator) -> None:
     clients = ClientCache()
-    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1",), idle_timeout_s=0.2), clients)
+    env = ProviderEnv(Settings(allowed_base_urls=("http://127.0.0.1:*",), idle_timeout_s=0.2), clients)
     provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
     emulator.enqueue(Script(text="one two three", fault=Fault(stall_after_chunks=1, stall_s=5)))
     try:

@@ -23,8 +23,11 @@ USER gateway
 VOLUME ["/data"]
 EXPOSE 50051
 
+# `health` finds the server the way `serve` does: INTEGRATION_API_PORT (127.0.0.1 for the 0.0.0.0 host), and TLS
+# verified against INTEGRATION_API_TLS_CERT_FILE when it is set (INTEGRATION_API_TLS_SERVER_NAME: the name to check,
+# when the certificate does not name 127.0.0.1).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["integration-api", "health", "--target", "127.0.0.1:50051"]
+    CMD ["integration-api", "health"]
 
 ENTRYPOINT ["integration-api"]
 CMD ["serve"]

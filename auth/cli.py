@@ -7,9 +7,11 @@ a line of its own; notes go to stderr.
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,20 +19,25 @@ from rich.table import Table
 
 from auth.api_keys import ApiKeyRecord, ApiKeyStore
 from auth.jwt_tokens import issue_service_token
+from integration_api.cli_support import FLAG, load_settings
 from integration_api.settings import Settings
 
 keys_app = typer.Typer(help="Create, list and revoke API keys; issue service tokens.", no_args_is_help=True)
 
 DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where the key store lives [env INTEGRATION_API_DATA_DIR].")
+    Path | None, typer.Option("--data-dir", help="Where the key store lives (env INTEGRATION_API_DATA_DIR).")
 ]
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML config file (lowest precedence).")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="A TOML config file, below flags and environment variables in precedence."),
+]
+COLUMNS = ("id", "name", "org", "project", "created", "revoked")
 OrganizationOption = Annotated[str, typer.Option("--organization", help="The organization id.")]
 ProjectOption = Annotated[str, typer.Option("--project", help="The project id.")]
 
 
 def _settings(data_dir: Path | None, config: Path | None) -> Settings:
-    return Settings.load(config, data_dir=data_dir)
+    return load_settings(config, data_dir=data_dir)
 
 
 def _store(data_dir: Path | None, config: Path | None) -> ApiKeyStore:
@@ -46,23 +53,45 @@ def _time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment is not None else ""
 
 
+def _row(record: ApiKeyRecord) -> tuple[str, ...]:
+    return (
+        record.key_id,
+        record.name,
+        record.organization_id,
+        record.project_id,
+        _time(record.created_at),
+        _time(record.revoked_at),
+    )
+
+
 def _table(records: list[ApiKeyRecord]) -> Table:
+    """For a terminal: a cell too wide for it folds onto more lines, never loses characters to an ellipsis."""
     table = Table(title="API keys")
-    table.add_column("id", no_wrap=True)
-    for header in ("name", "org", "project"):
-        table.add_column(header)
-    table.add_column("created", no_wrap=True)
-    table.add_column("revoked", no_wrap=True)
+    for header in COLUMNS:
+        table.add_column(header, overflow="fold")
     for record in records:
-        table.add_row(
-            record.key_id,
-            record.name,
-            record.organization_id,
-            record.project_id,
-            _time(record.created_at),
-            _time(record.revoked_at),
-        )
+        table.add_row(*_row(record))
     return table
+
+
+def _plain(records: list[ApiKeyRecord]) -> str:
+    """For a pipe or a file: aligned columns as wide as their widest cell, one key per line."""
+    rows = [COLUMNS, *(_row(record) for record in records)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _record_json(record: ApiKeyRecord) -> dict[str, Any]:
+    return {
+        "id": record.key_id,
+        "name": record.name,
+        "organization": record.organization_id,
+        "project": record.project_id,
+        "created_at": record.created_at.isoformat(),
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at is not None else None,
+    }
 
 
 @keys_app.command()
@@ -81,14 +110,24 @@ def create(
 
 
 @keys_app.command("list")
-def list_keys(data_dir: DataDirOption = None, config: ConfigOption = None) -> None:
-    """List every key (never the secrets), revoked ones included."""
+def list_keys(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar=FLAG, help="Print a JSON list of the keys' records instead.")
+    ] = False,
+) -> None:
+    """List every key (never the secrets), revoked ones included: a table on a terminal, plain columns otherwise."""
     store = _store(data_dir, config)
     records = store.list()
-    if not records:
+    if as_json:
+        typer.echo(json.dumps([_record_json(record) for record in records], indent=2))
+    elif not records:
         typer.echo(f"No API keys in {store.path}.")
-        return
-    Console().print(_table(records))
+    elif sys.stdout.isatty():
+        Console().print(_table(records))
+    else:
+        typer.echo(_plain(records))
 
 
 @keys_app.command()

@@ -1,4 +1,11 @@
-"""Many conversations at once over one stream: each request is routed back to its own conversation."""
+"""Many conversations at once over one stream: each request is routed back to its own conversation.
+
+Run it with the project's virtualenv (``make venv``; another Python lacks ``integration_api``), from the
+repository root, against a running gateway (examples/README.md shows how to start one)::
+
+    INTEGRATION_API_TARGET=127.0.0.1:50051 INTEGRATION_API_KEY=ia_... \\
+        .venv/bin/python examples/concurrent_conversations.py
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ async def main(target: str, api_key: str | None, conversations: int = 25) -> dic
 if __name__ == "__main__":
     import os
 
-    asyncio.run(
+    transcripts = asyncio.run(
         main(os.environ.get("INTEGRATION_API_TARGET", "127.0.0.1:50051"), os.environ.get("INTEGRATION_API_KEY"))
     )
+    for name, replies in transcripts.items():
+        print(f"{name}: {' | '.join(replies)}")

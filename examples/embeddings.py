@@ -1,4 +1,11 @@
-"""Embeddings: embed documents and a query, then rank the documents by cosine similarity to it."""
+"""Embeddings: embed documents and a query, then rank the documents by cosine similarity to it.
+
+Run it with the project's virtualenv (``make venv``; another Python lacks ``integration_api``), from the
+repository root, against a running gateway (examples/README.md shows how to start one)::
+
+    INTEGRATION_API_TARGET=127.0.0.1:50051 INTEGRATION_API_KEY=ia_... \\
+        .venv/bin/python examples/embeddings.py
+"""
 
 from __future__ import annotations
 

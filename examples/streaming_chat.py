@@ -1,4 +1,11 @@
-"""Streaming chat: print a reply as it is generated, then its finish reason, usage and timings."""
+"""Streaming chat: print a reply as it is generated, then its finish reason, usage and timings.
+
+Run it with the project's virtualenv (``make venv``; another Python lacks ``integration_api``), from the
+repository root, against a running gateway (examples/README.md shows how to start one)::
+
+    INTEGRATION_API_TARGET=127.0.0.1:50051 INTEGRATION_API_KEY=ia_... \\
+        .venv/bin/python examples/streaming_chat.py
+"""
 
 from __future__ import annotations
 

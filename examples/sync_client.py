@@ -1,4 +1,11 @@
-"""The synchronous client: the same stream and calls, for code without asyncio."""
+"""The synchronous client: the same stream and calls, for code without asyncio.
+
+Run it with the project's virtualenv (``make venv``; another Python lacks ``integration_api``), from the
+repository root, against a running gateway (examples/README.md shows how to start one)::
+
+    INTEGRATION_API_TARGET=127.0.0.1:50051 INTEGRATION_API_KEY=ia_... \\
+        .venv/bin/python examples/sync_client.py
+"""
 
 from __future__ import annotations
 
@@ -16,4 +23,4 @@ def main(target: str, api_key: str | None) -> str:
 if __name__ == "__main__":
     import os
 
-    main(os.environ.get("INTEGRATION_API_TARGET", "127.0.0.1:50051"), os.environ.get("INTEGRATION_API_KEY"))
+    print(main(os.environ.get("INTEGRATION_API_TARGET", "127.0.0.1:50051"), os.environ.get("INTEGRATION_API_KEY")))

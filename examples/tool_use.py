@@ -2,6 +2,12 @@
 
 With a real provider the model decides when to call tools; the simulated provider is told what to "decide"
 through its ``simulated_*`` parameters (one set per turn, below). The loop itself is what real code looks like.
+
+Run it with the project's virtualenv (``make venv``; another Python lacks ``integration_api``), from the
+repository root, against a running gateway (examples/README.md shows how to start one)::
+
+    INTEGRATION_API_TARGET=127.0.0.1:50051 INTEGRATION_API_KEY=ia_... \\
+        .venv/bin/python examples/tool_use.py
 """
 
 from __future__ import annotations

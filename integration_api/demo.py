@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from integration_api.client import (
@@ -35,12 +36,31 @@ def _print_result(result: ChatResult, started: float) -> None:
     print(f"first token after {first_ms:.1f} ms, {total_ms:.0f} ms in all")
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How `integration-api chat` reaches the gateway: the target, one way to authenticate, TLS."""
+
+    target: str
+    api_key: str | None = field(default=None, repr=False)
+    service_token: str | None = field(default=None, repr=False)
+    tls: bool | None = None
+    root_certificates: Path | None = None
+
+    def client(self) -> AsyncClient:
+        return AsyncClient(
+            self.target,
+            api_key=self.api_key,
+            service_token=self.service_token,
+            tls=self.tls,
+            root_certificates=self.root_certificates,
+        )
+
+
 async def stream_one_reply(
-    target: str,
+    connection: Connection,
     message: str,
     provider: str,
     model: str,
-    api_key: str | None,
     credential_key: str | None,
     delay_ms: int,
 ) -> int:
@@ -48,7 +68,7 @@ async def stream_one_reply(
     parameters = {"simulated_delay_ms": delay_ms} if delay_ms and provider == "simulated" else {}
     credential = Credential.of(key=credential_key) if credential_key else None
     started = time.perf_counter()
-    async with AsyncClient(target, api_key=api_key) as client, client.stream(provider) as stream:
+    async with connection.client() as client, client.stream(provider) as stream:
         response = stream.chat(
             [{"role": "user", "content": message}],
             model=model or None,
@@ -87,6 +107,7 @@ async def run_demo() -> int:
             f"integration-api is serving on 127.0.0.1:{port}; created a demo API key; asking the simulated provider:\n"
         )
         try:
-            return await stream_one_reply(f"127.0.0.1:{port}", DEMO_MESSAGE, "simulated", "", api_key, None, 60)
+            connection = Connection(f"127.0.0.1:{port}", api_key=api_key)
+            return await stream_one_reply(connection, DEMO_MESSAGE, "simulated", "", None, 60)
         finally:
             await server.drain_and_stop(1.0)

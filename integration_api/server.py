@@ -14,10 +14,10 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from integration_api.gateway import Authenticator, Gateway
 from integration_api.lifecycle import Lifecycle
+from integration_api.reflection import enable_reflection
 from integration_api.services import add_services
 from integration_api.settings import Settings
 from providers.clients import ClientCache
@@ -66,9 +66,7 @@ class GatewayServer:
         self.port = 0
         self._service_names = add_services(self.gateway, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        enable_reflection([*self._service_names, health.SERVICE_NAME], self.server)
 
     @property
     def address(self) -> str:

@@ -3,29 +3,52 @@
 Built once at start-up from, in order of precedence: command-line flags, environment variables prefixed
 ``INTEGRATION_API_`` (e.g. ``INTEGRATION_API_PORT=50051``), an optional TOML config file, then the defaults
 below. It is passed down explicitly; nothing reads the environment anywhere else.
+
+`Settings.load` reports what it cannot accept as one `ConfigError` line per problem, naming the setting, where
+its value came from and what is allowed; `environment_warnings` names ``INTEGRATION_API_*`` variables that set
+nothing. The TOML file is read here with tomllib (not by a settings class made for the file), so a loaded
+`Settings` is a plain instance that pickles into `serve --workers N` processes.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+import pydantic_settings
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from integration_api import url_policy
+
+ENV_PREFIX = "INTEGRATION_API_"
+# ``INTEGRATION_API_*`` variables read by the client side (the client library, `chat`, `health`, `bench`, the
+# examples), never by the server: set next to the server's own, they are no typo.
+CLIENT_ENV_VARS = frozenset(
+    {
+        "INTEGRATION_API_ENABLED",  # the client's kill switch
+        "INTEGRATION_API_KEY",  # x-api-key of `chat` and `bench`
+        "INTEGRATION_API_SERVICE_TOKEN",  # x-internal-service-key of `chat` and `bench`
+        "INTEGRATION_API_TARGET",  # the gateway the examples talk to
+        "INTEGRATION_API_TLS_SERVER_NAME",  # the TLS name `health` verifies
+    }
+)
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+
+
+class ConfigError(ValueError):
+    """The settings cannot be built (a bad value, a missing or unreadable config file); one line per problem."""
 
 
 class Settings(BaseSettings):
     """Every knob of the server. See README.md's configuration reference."""
 
-    model_config = SettingsConfigDict(env_prefix="INTEGRATION_API_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
     # Network
     host: str = "127.0.0.1"
@@ -37,8 +60,10 @@ class Settings(BaseSettings):
     max_pending_streams: int = Field(
         default=20_000, ge=1, description="new calls waiting to be accepted before gRPC starts refusing some"
     )
-    tls_cert_file: Path | None = Field(default=None, description="PEM certificate chain; with tls_key_file, serve TLS")
-    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tls_cert_file: FilePath | None = Field(
+        default=None, description="PEM certificate chain; with tls_key_file, serve TLS"
+    )
+    tls_key_file: FilePath | None = Field(default=None, description="PEM private key of tls_cert_file")
     grace_period_s: float = Field(default=15.0, ge=0, description="how long SIGTERM waits for in-flight requests")
 
     # Storage and auth
@@ -69,7 +94,12 @@ class Settings(BaseSettings):
     client_cache_size: int = Field(default=256, ge=1)
     client_cache_ttl_s: float = Field(default=600.0, gt=0)
 
-    log_level: str = "INFO"
+    log_level: LogLevel = Field(
+        default="INFO", description="level of our own loggers (integration_api, providers, auth)"
+    )
+    log_level_third_party: LogLevel = Field(
+        default="WARNING", description="level of every other logger: grpc, asyncio, the HTTP clients, the SDKs"
+    )
 
     @field_validator("allowed_base_urls", mode="before")
     @classmethod
@@ -92,6 +122,21 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
+    @field_validator("log_level", "log_level_third_party", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.workers > 1 and self.port == 0:
+            raise ValueError(
+                f"workers = {self.workers} needs a fixed port: processes can only share a port they all know"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -101,18 +146,26 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        # The config file is not a source here: `load` reads it and passes what the environment leaves unset.
+        return (init_settings, env_settings)
 
     @classmethod
-    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
-        """Flags (`overrides`, None values ignored) > environment > `config_file` (TOML) > defaults."""
-        settings_cls = cls
-        if config_file is not None:
-            if not config_file.is_file():
-                raise FileNotFoundError(f"config file not found: {config_file}")
-            config = SettingsConfigDict(**{**cls.model_config, "toml_file": config_file})
-            settings_cls = type(cls.__name__, (cls,), {"model_config": config, "__doc__": cls.__doc__})
-        return settings_cls(**{key: value for key, value in overrides.items() if value is not None})
+    def load(cls, config_file: Path | None = None, **flags: Any) -> Settings:
+        """Flags (None values ignored) > environment > `config_file` (TOML) > defaults; `ConfigError` if invalid.
+
+        Init values outrank the environment, so a file value is passed only for a setting no variable sets.
+        """
+        given = {name: value for name, value in flags.items() if value is not None}
+        in_environment = {name for name in cls.model_fields if env_name(name) in _upper_keys(os.environ)}
+        from_file = _read_config(config_file) if config_file is not None else {}
+        from_file = {name: value for name, value in from_file.items() if name not in in_environment}
+        try:
+            return cls(**{**from_file, **given})
+        except ValidationError as error:
+            problems = [_describe(detail, given, config_file) for detail in error.errors()]
+            raise ConfigError("\n".join(problems)) from error
+        except pydantic_settings.SettingsError as error:  # a JSON-valued variable that is not JSON
+            raise ConfigError(f"{error}: {error.__cause__}") from error
 
     @property
     def base_url_allowlist(self) -> url_policy.UrlAllowlist:
@@ -122,3 +175,64 @@ class Settings(BaseSettings):
     def base_url_allowed(self, url: str) -> bool:
         """Whether a caller-supplied URL may be called: an `allowed_base_urls` entry matches it exactly."""
         return self.base_url_allowlist.allows(url)
+
+
+def env_name(setting: str) -> str:
+    return f"{ENV_PREFIX}{setting.upper()}"
+
+
+def environment_warnings(environ: Mapping[str, str]) -> list[str]:
+    """One line for each ``INTEGRATION_API_*`` variable that is neither a setting nor a client-side variable."""
+    known = {env_name(name) for name in Settings.model_fields} | CLIENT_ENV_VARS
+    warnings = []
+    for variable in sorted(_upper_keys(environ) - known):
+        if variable.startswith(ENV_PREFIX):
+            warnings.append(f"warning: {variable} is set but names no setting; ignored{_suggestion(variable, known)}")
+    return warnings
+
+
+def _upper_keys(environ: Mapping[str, str]) -> set[str]:
+    # pydantic-settings matches variable names case-insensitively; so do we.
+    return {key.upper() for key in environ}
+
+
+def _suggestion(name: str, candidates: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file not found: {path}") from error
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+
+
+def _describe(detail: ErrorDetails, given: Mapping[str, Any], config_file: Path | None) -> str:
+    """One line: the setting, where its value came from, the value (secrets masked), what is allowed."""
+    if not detail["loc"]:  # a rule across settings
+        return f"invalid settings: {detail['msg']}"
+    name = str(detail["loc"][0])
+    if detail["type"] == "extra_forbidden":
+        known = set(Settings.model_fields)
+        return f"unknown setting {name!r} in {config_file or 'the arguments'}{_suggestion(name, known)}"
+    value = "'***'" if _is_secret(name) else repr(detail["input"])
+    inner = "".join(f"[{part!r}]" for part in detail["loc"][1:])
+    raw = {key.upper(): text for key, text in os.environ.items()}.get(env_name(name))
+    if name in given:
+        source = f"--{name.replace('_', '-')} {value}"
+    elif raw is not None:
+        source = f"{env_name(name)}={'***' if _is_secret(name) else repr(raw)}"
+    else:
+        source = f"{name}{inner} = {value} in {config_file}"
+    return f"invalid setting {name}{inner}: {source}: {detail['msg']}"
+
+
+def _is_secret(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))

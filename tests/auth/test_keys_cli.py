@@ -1,14 +1,18 @@
-"""``integration-api keys``: create, list, revoke and token, through typer's CliRunner on a real store."""
+"""``integration-api keys``: create, list (table, plain, JSON), revoke and token, through CliRunner on a real store."""
 
 from __future__ import annotations
 
+import io
+import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from auth import ApiKeyStore, verify_service_token
-from auth.cli import keys_app
+from auth.cli import _table, keys_app
 
 SECRET = "cli-test-secret-that-is-long-enough-for-hs256"
 
@@ -117,3 +121,46 @@ def test_token_rejects_a_non_positive_ttl(runner: CliRunner, tmp_path: Path) -> 
     args = ["token", "--organization", "o", "--project", "p", "--ttl", "0", "--data-dir", str(tmp_path)]
     result = runner.invoke(keys_app, args, env={"INTEGRATION_API_JWT_SECRET": SECRET})
     assert result.exit_code != 0
+
+
+LONG_NAME = "billing-backend-in-the-eu-west-region-that-has-a-rather-long-descriptive-name"
+
+
+def test_list_never_truncates_on_a_narrow_screen(tmp_path: Path) -> None:
+    runner = CliRunner(env={"COLUMNS": "40", "INTEGRATION_API_DATA_DIR": None})
+    _create(runner, tmp_path, name=LONG_NAME)
+    result = runner.invoke(keys_app, ["list", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [record] = ApiKeyStore(tmp_path).list()
+    [row] = [line for line in result.stdout.splitlines() if record.key_id in line]
+    assert LONG_NAME in row and "acme" in row and "…" not in result.stdout
+
+
+def test_the_terminal_table_folds_long_cells_instead_of_cutting_them(tmp_path: Path) -> None:
+    ApiKeyStore(tmp_path).create(name=LONG_NAME, organization_id="acme", project_id="chat")
+    console = Console(width=40, file=io.StringIO(), record=True)
+    console.print(_table(ApiKeyStore(tmp_path).list()))
+    text = console.export_text()
+    rows = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]
+    [record] = ApiKeyStore(tmp_path).list()
+    assert "".join(row[0].strip() for row in rows) == record.key_id  # folded over lines, every character kept
+    assert "".join(row[1].strip() for row in rows) == LONG_NAME
+
+
+def test_list_as_json_has_every_record_and_no_secret(runner: CliRunner, tmp_path: Path) -> None:
+    key = _create(runner, tmp_path, name="first")
+    _create(runner, tmp_path, name="second")
+    [first, second] = ApiKeyStore(tmp_path).list()
+    ApiKeyStore(tmp_path).revoke(second.key_id)
+    result = runner.invoke(keys_app, ["list", "--json", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert [(r["id"], r["name"], r["organization"], r["project"]) for r in records] == [
+        (first.key_id, "first", "acme", "chat"),
+        (second.key_id, "second", "acme", "chat"),
+    ]
+    assert records[0]["revoked_at"] is None and datetime.fromisoformat(records[1]["revoked_at"])
+    assert datetime.fromisoformat(records[0]["created_at"]) == first.created_at
+    assert key not in result.stdout and key.rsplit("_", 1)[-1][:12] not in result.stdout
+    empty = runner.invoke(keys_app, ["list", "--json", "--data-dir", str(tmp_path / "none")])
+    assert json.loads(empty.stdout) == []

@@ -1,63 +1,66 @@
-"""Every example in examples/ runs against a real gateway with the simulated provider."""
+"""Every example in examples/ runs as its docs say: the venv's Python, from the repository root, as a script.
+
+Each runs as a subprocess (no PYTHONPATH, no import from this test process) against a real gateway this test
+starts, with the simulated provider, and its output is checked.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.client.conftest import target_of
 from tests.conftest import RunningGateway
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "examples"
+
+# example -> lines its output must contain
+EXPECTED = {
+    "streaming_chat.py": ["Streaming means every word arrives as soon as it is ready."],
+    "tool_use.py": ["ran get_weather(", "It is 21 °C and sunny in Paris."],
+    "concurrent_conversations.py": [
+        "25 conversations, 50 requests, one stream",
+        "user-3: Hello, I am user-3. | user-3 asks a follow-up question.",
+    ],
+    "embeddings.py": ["+1.000  Requests on a stream are multiplexed by request id."],
+    "sync_client.py": ["No event loop in sight.", "And a unary call."],
+}
 
 
-def example(name: str) -> ModuleType:
-    return importlib.import_module(f"examples.{name}")
+def test_every_example_is_covered_and_says_how_to_run_it() -> None:
+    assert {path.name for path in EXAMPLES.glob("*.py")} == set(EXPECTED)
+    readme = (EXAMPLES / "README.md").read_text()
+    assert ".venv/bin/python examples/" in readme
+    for name in EXPECTED:
+        assert f".venv/bin/python examples/{name}" in (EXAMPLES / name).read_text()
+        assert f"`{name}`" in readme
 
 
-async def test_streaming_chat(gateway: RunningGateway, capsys: pytest.CaptureFixture[str]) -> None:
-    text = await example("streaming_chat").main(target_of(gateway), gateway.api_key)
-    assert text == "Streaming means every word arrives as soon as it is ready."
-    assert text in capsys.readouterr().out
-
-
-async def test_tool_use_loop(gateway: RunningGateway) -> None:
-    assert await example("tool_use").main(target_of(gateway), gateway.api_key) == "It is 21 °C and sunny in Paris."
-
-
-async def test_concurrent_conversations(gateway: RunningGateway) -> None:
-    transcripts = await example("concurrent_conversations").main(target_of(gateway), gateway.api_key, 10)
-    assert len(transcripts) == 10
-    assert transcripts["user-3"] == ["Hello, I am user-3.", "user-3 asks a follow-up question."]
-
-
-async def test_embeddings(gateway: RunningGateway) -> None:
-    module = example("embeddings")
-    ranked = await module.main(target_of(gateway), gateway.api_key)
-    assert ranked[0] == pytest.approx((1.0, module.DOCUMENTS[2]))
-
-
-async def test_sync_client(gateway: RunningGateway) -> None:
-    module = example("sync_client")
-    assert await asyncio.to_thread(module.main, target_of(gateway), gateway.api_key) == "And a unary call."
-
-
-async def test_an_example_runs_as_a_script(gateway: RunningGateway) -> None:
-    environment = {**os.environ, "INTEGRATION_API_TARGET": target_of(gateway), "INTEGRATION_API_KEY": gateway.api_key}
-    process = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(EXAMPLES / "sync_client.py")],
+async def run_example(name: str, environment: dict[str, str]) -> tuple[int, str, str]:
+    # asyncio's subprocess, so this event loop keeps serving the gateway while the example talks to it.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,  # .venv/bin/python when the suite runs as `make test` / `.venv/bin/pytest`
+        f"examples/{name}",
+        cwd=ROOT,
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert process.returncode == 0, process.stderr
-    assert "No event loop in sight." in process.stdout
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_example_runs_as_a_script(gateway: RunningGateway, name: str) -> None:
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment |= {"INTEGRATION_API_TARGET": target_of(gateway), "INTEGRATION_API_KEY": gateway.api_key}
+    code, stdout, stderr = await run_example(name, environment)
+    assert code == 0, stderr
+    for expected in EXPECTED[name]:
+        assert expected in stdout, stdout

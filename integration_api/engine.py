@@ -242,6 +242,10 @@ class RequestRun:
             session.slots.release()
 
 
+def _frame_size(frame: bytes | None) -> int:
+    return 0 if frame is None else len(frame)
+
+
 class QueuedRequests:
     """Requests waiting for a slot, counted per principal across every stream of the server."""
 
@@ -290,7 +294,8 @@ class StreamSession:
         self._queued = queued
         self.slots = asyncio.Semaphore(settings.max_inflight_per_stream)
         self.runs: dict[str, RequestRun] = {}
-        self.outbox: Outbox[bytes | None] = Outbox(OUTBOX_SIZE)
+        # Frames the client has not read yet: at most OUTBOX_SIZE of them, and at most about two messages' worth.
+        self.outbox: Outbox[bytes | None] = Outbox(OUTBOX_SIZE, 2 * settings.max_message_bytes, _frame_size)
         self.queued_count = 0
         self.queued_bytes = 0
         self.revoked: Unauthenticated | None = None  # set when the stream's credential stopped being valid

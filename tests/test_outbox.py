@@ -72,3 +72,15 @@ async def test_a_producer_cancelled_after_its_wakeup_passes_it_on() -> None:
     assert woken.cancelled()
     await asyncio.wait_for(waiting, 1)
     assert await outbox.get() == 2
+
+
+async def test_a_byte_limit_bounds_what_an_unread_outbox_holds() -> None:
+    outbox: Outbox[bytes] = Outbox(limit=100, byte_limit=10, size=len)
+    await outbox.put(b"x" * 8)
+    await outbox.put(b"y" * 8)  # 8 < 10 bytes held: one more item fits, however large
+    assert outbox.bytes == 16
+    blocked = await _blocked(lambda: outbox.put(b"z"))
+    assert not blocked.done() and len(outbox) == 2
+    assert await outbox.get() == b"x" * 8
+    await asyncio.wait_for(blocked, 1)
+    assert outbox.bytes == 9 and len(outbox) == 2

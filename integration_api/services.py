@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 
 from integration_api.gateway import Gateway
 from integration_api.proto import integration_api_pb2 as pb
 from providers.vendors import VENDORS
+
+# Full service name -> (its descriptor, method name -> the handler registered for it).
+ServiceHandlers = dict[str, tuple[ServiceDescriptor, dict[str, grpc.RpcMethodHandler]]]
 
 # Per-provider services of the protocol and the provider each one is bound to (from the vendor table).
 PROVIDER_SERVICES: dict[str, str] = {vendor.service: vendor.name for vendor in VENDORS}
@@ -80,15 +84,26 @@ def _method_handlers(servicer: ProviderService, service: str) -> dict[str, grpc.
     return handlers
 
 
-def add_services(gateway: Gateway, server: grpc.aio.Server) -> list[str]:
-    """Register every service on `server`; returns their full names (for reflection and health)."""
+def service_handlers(gateway: Gateway) -> ServiceHandlers:
+    """Every service of the protocol: full name -> (its descriptor, method name -> handler), bound to `gateway`.
+
+    The one table both front doors serve: `add_services` registers it on the gRPC server, and the gRPC-JSON bridge
+    (``integration_api.http.bridge``) calls the very same handlers.
+    """
     bindings = [(service, ProviderService(gateway, provider)) for service, provider in PROVIDER_SERVICES.items()]
     bindings.append((UNIFIED_SERVICE, ProviderService(gateway, None)))
-    names = []
+    table: ServiceHandlers = {}
     for service, servicer in bindings:
-        full_name = pb.DESCRIPTOR.services_by_name[service].full_name
-        handlers = _method_handlers(servicer, service)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
-        server.add_registered_method_handlers(full_name, handlers)
-        names.append(full_name)
-    return names
+        descriptor = pb.DESCRIPTOR.services_by_name[service]
+        table[descriptor.full_name] = (descriptor, _method_handlers(servicer, service))
+    return table
+
+
+def add_services(gateway: Gateway, server: grpc.aio.Server, handlers: ServiceHandlers | None = None) -> list[str]:
+    """Register every service (`handlers`, by default `service_handlers(gateway)`) on `server`; returns their full
+    names (for reflection and health)."""
+    table = service_handlers(gateway) if handlers is None else handlers
+    for full_name, (_descriptor, methods) in table.items():
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, methods),))
+        server.add_registered_method_handlers(full_name, methods)
+    return list(table)

@@ -106,6 +106,11 @@ async def complete_chat(
                 accumulated.add_tool_call(event)
                 await frames.tool_call(event)
             elif isinstance(event, ChatFinished):
+                if accumulated.overflowed:
+                    raise ResponseTooLarge(
+                        f"the reply ({accumulated.size} characters) is larger than the {accumulated.limit}-byte"
+                        " message limit, so no final frame can carry it; its deltas carried all of it"
+                    )
                 return final_frame(call.request_id, accumulated, event)
     finally:
         await events.aclose()  # closes the upstream call at once
@@ -180,7 +185,7 @@ class RequestRun:
             self.task.cancel()
 
     async def run(self) -> None:
-        accumulated = ResponseAccumulator()
+        accumulated = ResponseAccumulator(limit=self.session.settings.max_message_bytes)
         try:
             terminal = await self._stream(accumulated)
         except asyncio.CancelledError:

@@ -92,12 +92,19 @@ class _ToolCallParts:
 
 @dataclass(slots=True)
 class ResponseAccumulator:
-    """What one request has produced so far, and when."""
+    """What one request has produced so far, and when.
+
+    With a `limit` (the message size), it stops keeping the reply once the reply alone is larger (`overflowed`):
+    its final frame could not be sent anyway, and a provider streaming without end must not grow the gateway.
+    """
 
     started_ns: int = field(default_factory=time.perf_counter_ns)
     first_output_ns: int = 0
     texts: list[str] = field(default_factory=list)
     tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
+    limit: int | None = None
+    size: int = 0  # characters of text and tool-call arguments so far (never more than their UTF-8 bytes)
+    overflowed: bool = False
 
     @property
     def produced_output(self) -> bool:
@@ -107,12 +114,24 @@ class ResponseAccumulator:
         if not self.first_output_ns:
             self.first_output_ns = time.perf_counter_ns()
 
+    def _grow(self, added: int) -> bool:
+        """Count `added` characters; False once the reply is over the limit (and then drop what was kept)."""
+        self.size += added
+        if self.limit is not None and self.size > self.limit and not self.overflowed:
+            self.overflowed = True
+            self.texts.clear()
+            self.tool_calls.clear()
+        return not self.overflowed
+
     def add_text(self, text: str) -> None:
         self.mark_output()
-        self.texts.append(text)
+        if self._grow(len(text)):
+            self.texts.append(text)
 
     def add_tool_call(self, delta: ToolCallDelta) -> None:
         self.mark_output()
+        if not self._grow(len(delta.arguments) + len(delta.id) + len(delta.name)):
+            return
         parts = self.tool_calls.get(delta.index)
         if parts is None:
             parts = self.tool_calls[delta.index] = _ToolCallParts()

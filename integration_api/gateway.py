@@ -186,7 +186,7 @@ class Gateway:
             return await self._unary(context, "Chat", name, _fail(error), request_id=request.requestId)
 
         async def complete(request_context: RequestContext) -> pb.ChatResponse:
-            accumulated = ResponseAccumulator(started_ns=request_context.started_ns)
+            accumulated = ResponseAccumulator(request_context.started_ns, limit=self.settings.max_message_bytes)
             with self.provider(request_context, credential_value(request.credential)) as provider:
                 return await complete_chat(provider, call, accumulated, NoFrames())
 

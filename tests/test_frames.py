@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integration_api.frames import TextFrameEncoder, text_frame
+from integration_api.frames import ResponseAccumulator, TextFrameEncoder, text_frame
 from integration_api.proto import integration_api_pb2 as pb
+from providers.types import ToolCallDelta
 
 
 @given(request_id=st.text(max_size=300), text=st.one_of(st.text(), st.text(min_size=200, max_size=20_000)))
@@ -15,3 +16,13 @@ def test_text_frames_match_protobuf_encoding(request_id: str, text: str) -> None
     assert encoded == text_frame(request_id, text).SerializeToString()
     decoded = pb.ChatResponse.FromString(encoded)
     assert decoded.requestId == request_id and list(decoded.data.assistant.contents) == [text]
+
+
+def test_an_accumulator_over_its_limit_stops_keeping_the_reply() -> None:
+    accumulated = ResponseAccumulator(limit=10)
+    accumulated.add_text("x" * 6)
+    assert not accumulated.overflowed and accumulated.texts == ["x" * 6]
+    accumulated.add_text("y" * 6)
+    accumulated.add_tool_call(ToolCallDelta(index=0, id="c", name="f", arguments="{}"))
+    assert accumulated.overflowed and accumulated.texts == [] and accumulated.tool_calls == {}
+    assert accumulated.size == 16 and accumulated.produced_output

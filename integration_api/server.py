@@ -11,12 +11,14 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from integration_api.gateway import Authenticator, Gateway
 from integration_api.lifecycle import Lifecycle
+from integration_api.pipeline import Layer, build_pipeline
 from integration_api.reflection import enable_reflection
 from integration_api.services import add_services
 from integration_api.settings import Settings
@@ -53,14 +55,17 @@ class GatewayServer:
         *,
         registry: ProviderRegistry | None = None,
         authenticator: Authenticator | None = None,
+        layers: Sequence[Layer] = (),
     ) -> None:
+        """`layers` go outside the default pipeline layers (the first listed outermost)."""
         self.settings = settings
         self.registry = registry or default_registry()
         self.registry.on_load(lambda _name: freeze_heap())  # an SDK imported on first use lives as long as we do
         self.authenticator = authenticator or _default_authenticator(settings)
         self.lifecycle = Lifecycle(settings.grace_period_s)
         self.clients = ClientCache(settings.client_cache_size, settings.client_cache_ttl_s)
-        self.gateway = Gateway(settings, self.registry, self.clients, self.authenticator, self.lifecycle)
+        pipeline = build_pipeline(settings, layers)
+        self.gateway = Gateway(settings, self.registry, self.clients, self.authenticator, self.lifecycle, pipeline)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(options=server_options(settings))
         self.port = 0

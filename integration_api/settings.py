@@ -76,6 +76,15 @@ class Settings(BaseSettings):
 
     # Streams
     max_inflight_per_stream: int = Field(default=16, ge=1, description="concurrent requests per stream; more wait")
+    max_queued_per_stream: int = Field(
+        default=256, ge=0, description="requests that may wait for a slot on one stream; more are refused (429)"
+    )
+    max_queued_bytes_per_stream: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="bytes of requests that may wait on one stream; more are refused"
+    )
+    max_queued_per_principal: int = Field(
+        default=1024, ge=0, description="requests one principal may have waiting across all its streams"
+    )
     default_provider: str = "simulated"
     preload_providers: bool = Field(
         default=True, description="import every adapter's SDK at start-up, before the port opens"

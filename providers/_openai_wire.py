@@ -18,7 +18,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -178,7 +178,7 @@ _DRAIN_TIMEOUT_S = 0.1
 
 async def chat_events(
     open_stream: Callable[[], Awaitable[UpstreamStream]], translate: Callable[[Exception], GatewayError]
-) -> AsyncIterator[ChatEvent]:
+) -> AsyncGenerator[ChatEvent, None]:
     """Gateway events from the chat-completions stream `open_stream` starts, as each network read arrives.
 
     This is the hot path. `open_stream` sends the request (`providers._openai_transport`: the SDK's, or its

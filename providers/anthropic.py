@@ -9,7 +9,7 @@ a user turn of ``tool_result`` blocks; consecutive turns of one role are merged,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -43,7 +43,7 @@ from integration_api.errors import (
     from_http_status,
 )
 from providers._http import Scrubber, retry_after, scrubbed
-from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import CHAT_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
@@ -98,7 +98,7 @@ class AnthropicProvider(Provider):
     def __init__(self, client: AsyncAnthropic) -> None:
         self._client = client
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         request = build_request(call)
         try:
             stream = await self._client.messages.create(

@@ -30,7 +30,7 @@ from integration_api.errors import (
 )
 from integration_api.settings import Settings
 from providers._http import Scrubber, retry_after, scrubbed
-from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import CHAT_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
@@ -73,7 +73,7 @@ _FINISH: dict[str, FinishReason] = {
     "TOOL_CALL": "tool_calls",
     "ERROR_TOXIC": "content_filter",  # v1's name for a reply stopped by the safety filter
 }
-ChatStream = AsyncGenerator[cohere.V2ChatStreamResponse, None]
+CohereStream = AsyncGenerator[cohere.V2ChatStreamResponse, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ class CohereProvider(Provider):
     def __init__(self, client: CohereClient) -> None:
         self._sdk = client.sdk
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         params = ParameterReader(call.parameters)
         model = params.string("model.name") or DEFAULT_CHAT_MODEL
         options = chat_options(params)
@@ -101,7 +101,7 @@ class CohereProvider(Provider):
         if call.tools:
             options["tools"] = chat_tools(call.tools)
         stream = cast(
-            ChatStream,
+            CohereStream,
             self._sdk.chat_stream(
                 model=model, messages=chat_messages(call.messages), request_options=REQUEST_OPTIONS, **options
             ),

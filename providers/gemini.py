@@ -33,11 +33,11 @@ from integration_api.errors import (
 from integration_api.settings import Settings
 from providers import _genai_wire as wire
 from providers._http import Scrubber, scrubbed
-from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import CHAT_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
-from providers.types import ChatCall, ChatEvent, EmbeddingCall, EmbeddingResult
+from providers.types import ChatCall, EmbeddingCall, EmbeddingResult
 
 NAME = "gemini"
 API_VERSION = "v1beta"  # the version Google's own docs and tools use; it has every field mapped here
@@ -135,7 +135,7 @@ class GeminiProvider(Provider):
         self._chat_model = chat_model
         self._embedding_model = embedding_model
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         params = ParameterReader(call.parameters)
         model = params.string("model.name") or self._chat_model
         config = wire.generate_config(params, has_tools=bool(call.tools))

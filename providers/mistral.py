@@ -31,7 +31,7 @@ from integration_api.errors import (
 )
 from integration_api.settings import Settings
 from providers._http import Scrubber, retry_after, scrubbed
-from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import CHAT_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
@@ -117,7 +117,7 @@ class MistralProvider(Provider):
     def __init__(self, client: MistralClient) -> None:
         self._sdk = client.sdk
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         params = ParameterReader(call.parameters)
         model = params.string("model.name") or DEFAULT_CHAT_MODEL
         options = chat_options(params)

@@ -13,7 +13,6 @@ itself: see there why.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -24,13 +23,12 @@ from integration_api.settings import Settings
 from providers import _openai_wire as wire
 from providers._http import Scrubber, scrubbed
 from providers._openai_transport import ChatSender, UpstreamStream, tls_context
-from providers.base import ALL_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import ALL_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
 from providers.types import (
     ChatCall,
-    ChatEvent,
     EmbeddingCall,
     EmbeddingResult,
     ModerationCall,
@@ -82,7 +80,7 @@ class OpenAIProvider(Provider):
         self._chat_model = chat_model
         self._embedding_model = embedding_model
 
-    def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    def stream_chat(self, call: ChatCall) -> ChatStream:
         return wire.chat_events(functools.partial(self._open_chat, call), self._error)
 
     async def _open_chat(self, call: ChatCall) -> UpstreamStream:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +44,13 @@ from integration_api.errors import (
 from integration_api.settings import Settings
 from providers._http import Scrubber, retry_after, scrubbed
 from providers._sse import ServerSentEvent, aiter_events
-from providers.base import CHAT_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import CHAT_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.clients import credential_digest
 from providers.endpoints import required_field, resolve_base_url
 from providers.parameters import ParameterReader
 from providers.types import (
     AssistantMessage,
     ChatCall,
-    ChatEvent,
     ChatFinished,
     ChatMessage,
     SystemMessage,
@@ -162,7 +161,7 @@ class ReplicateProvider(Provider):
         self._base_url = base_url
         self._settings = settings
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         request = chat_request(call)
         prediction = await self._create(request)
         state = _StreamState(prediction.id)

@@ -18,16 +18,14 @@ import asyncio
 import hashlib
 import math
 import re
-from collections.abc import AsyncIterator
 
 import orjson
 
 from integration_api.errors import InvalidArgument, Unauthenticated, from_http_status
-from providers.base import ALL_RPCS, CredentialValue, Provider, ProviderEnv, ProviderSpec
+from providers.base import ALL_RPCS, ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.parameters import ParameterReader
 from providers.types import (
     ChatCall,
-    ChatEvent,
     ChatFinished,
     EmbeddingCall,
     EmbeddingResult,
@@ -71,7 +69,7 @@ class SimulatedProvider(Provider):
     def __init__(self, credential: CredentialValue) -> None:
         self._credential = credential
 
-    async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
         params = ParameterReader(call.parameters, ignore=_IGNORED)
         delay = (params.number("model.simulated_delay_ms") or 0.0) / 1000.0
         reply = params.string("model.simulated_reply")

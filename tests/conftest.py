@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 
 from auth import ApiKeyStore, Authenticator
 from integration_api.proto import integration_api_pb2_grpc as pb_grpc
+from integration_api.pipeline import Layer
 from integration_api.server import GatewayServer
 from integration_api.settings import Settings
 from providers.registry import default_registry
@@ -60,12 +61,14 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-async def start_gateway(settings: Settings) -> RunningGateway:
+async def start_gateway(settings: Settings, layers: Sequence[Layer] = ()) -> RunningGateway:
     probe = ProbeLog()
     registry = default_registry()
     registry.register(probe_spec(probe))
     store = ApiKeyStore(settings.data_dir)
-    server = GatewayServer(settings, registry=registry, authenticator=Authenticator(settings, store=store))
+    server = GatewayServer(
+        settings, registry=registry, authenticator=Authenticator(settings, store=store), layers=layers
+    )
     port = await server.start()
     api_key, _ = store.create(name="tests", organization_id="org-1", project_id="proj-1")
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

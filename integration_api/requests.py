@@ -172,8 +172,13 @@ _REQUEST_ID_FIELD = 3  # ChatRequest.requestId
 
 
 def _peek_request_id(raw: bytes) -> str:
-    """The requestId of an undecodable ChatRequest, read from the top-level wire fields; "" when unreadable."""
-    position = 0
+    """The requestId of an undecodable ChatRequest, read from the top-level wire fields; "" when unreadable.
+
+    As in the decoder, the field's last occurrence wins (reading stops where the wire stops making sense) and the
+    fields inside an unknown group are not top-level fields.
+    """
+    request_id = ""
+    position = depth = 0
     try:
         while position < len(raw):
             tag, position = _read_varint(raw, position)
@@ -186,16 +191,29 @@ def _peek_request_id(raw: bytes) -> str:
                 position += 4
             elif wire_type == 2:
                 length, position = _read_varint(raw, position)
-                if field == _REQUEST_ID_FIELD:
-                    value = raw[position : position + length]
-                    text = value.decode() if len(value) == length else ""
-                    return text if len(text) <= MAX_REQUEST_ID_LENGTH else ""
+                if field == _REQUEST_ID_FIELD and depth == 0:
+                    request_id = _peek_text(raw[position : position + length], length)
                 position += length
+            elif wire_type == 3:
+                depth += 1
+            elif wire_type == 4 and depth:
+                depth -= 1
             else:
-                return ""
-    except (IndexError, UnicodeDecodeError):
+                break
+    except IndexError:
+        pass
+    return request_id
+
+
+def _peek_text(value: bytes, length: int) -> str:
+    """A peeked requestId's text; "" when cut short, not UTF-8, or surely too long (no character takes 5 bytes)."""
+    if len(value) != length or length > 4 * MAX_REQUEST_ID_LENGTH:
         return ""
-    return ""
+    try:
+        text = value.decode()
+    except UnicodeDecodeError:
+        return ""
+    return text if len(text) <= MAX_REQUEST_ID_LENGTH else ""
 
 
 def _read_varint(raw: bytes, position: int) -> tuple[int, int]:

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     tls_key_file: FilePath | None = Field(default=None, description="PEM private key of tls_cert_file")
     grace_period_s: float = Field(default=15.0, ge=0, description="how long SIGTERM waits for in-flight requests")
 
+    # HTTP front door (integration_api.http): the OpenAI-compatible API, the gRPC-JSON bridge, the chat page
+    http_host: str | None = Field(default=None, description="address of the HTTP listener; default: `host`")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 turns HTTP off")
+    http_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="largest HTTP request body accepted; more is refused (413)"
+    )
+    http_sse_ping_s: float = Field(
+        default=15.0, gt=0, description="SSE comment ping interval while a stream waits (keeps proxies from cutting it)"
+    )
+    http_keepalive_timeout_s: float = Field(
+        default=30.0, gt=0, description="an idle HTTP/1.1 keep-alive connection closes after this long"
+    )
+
     # Storage and auth
     data_dir: Path = Path("./data")
     jwt_secret: SecretStr | None = None

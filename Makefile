@@ -7,7 +7,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 PROTO_SRC := protos/integration_api/proto/integration_api.proto
 PROTO_OUT := integration_api/proto
 
-.PHONY: help venv wheelhouse demo test lint typecheck protos protos-check check bench bench-soak bench-peers clean
+.PHONY: help venv wheelhouse demo test lint typecheck protos protos-check check fuzz bench bench-soak bench-peers clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,7 +52,12 @@ protos-check: venv ## Fail when the generated code differs from what protos/ pro
 	if ! diff -r $$tmp/before $(PROTO_OUT) -x __pycache__ -x __init__.py; then \
 		echo "generated code is out of date with protos/: run 'make protos' and commit the result"; exit 1; fi
 
-check: lint typecheck protos-check test ## Everything CI runs.
+check: lint typecheck protos-check test fuzz ## Everything CI runs.
+
+FUZZ_SECONDS ?= 60
+
+fuzz: venv ## Fuzz StreamChat's request decoding for FUZZ_SECONDS (tests/fuzz/); crashes go to build/fuzz/.
+	$(BIN)/python -m tests.fuzz.fuzz_requests -max_total_time=$(FUZZ_SECONDS)
 
 bench: venv ## The side-by-side benchmark (bench/README.md).
 	$(BIN)/python -m bench.run

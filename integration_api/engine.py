@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 _END = None  # outbox sentinel: the session has nothing more to send
 OUTBOX_SIZE = 1024  # frames buffered per stream before runs wait for the client to read (backpressure)
-FRAME_OVERHEAD_BYTES = 1024  # room left in each frame for everything but a delta's own text
+LENGTH_PREFIXES_BYTES = 16  # the varint lengths a delta adds to an empty delta frame: at most 3 x 5 bytes
 QUEUE_FULL_RETRY_AFTER_S = 1.0
 
 
@@ -118,7 +118,9 @@ async def complete_chat(
 
 
 def split_utf8(text: str, max_bytes: int) -> Iterator[str]:
-    """`text` in pieces of at most `max_bytes` UTF-8 bytes each, never cutting a character."""
+    """`text` in pieces of at most `max_bytes` UTF-8 bytes each (at least 4: one character), never cutting one."""
+    if max_bytes < 4:
+        raise ValueError(f"pieces of {max_bytes} bytes cannot hold every character")
     encoded = text.encode()
     start = 0
     while start < len(encoded):
@@ -145,7 +147,8 @@ class _StreamFrames:
         if len(frame) <= self._limit:
             await self._send(frame)
             return
-        for piece in split_utf8(text, self._limit - FRAME_OVERHEAD_BYTES):
+        budget = self._limit - len(self._encode_text("")) - LENGTH_PREFIXES_BYTES
+        for piece in split_utf8(text, budget):
             await self._send(self._encode_text(piece))
 
     async def tool_call(self, delta: ToolCallDelta) -> None:
@@ -153,9 +156,12 @@ class _StreamFrames:
         if len(frame) <= self._limit:
             await self._send(frame)
             return
-        budget = self._limit - FRAME_OVERHEAD_BYTES - len(delta.id.encode()) - len(delta.name.encode())
+        # The call's id and name go with its first piece only, as with any streamed tool call.
+        head = ToolCallDelta(delta.index, delta.id, delta.name)
+        budget = self._limit - len(tool_call_frame(self._request_id, head).SerializeToString()) - LENGTH_PREFIXES_BYTES
+        if budget < 4:
+            raise ResponseTooLarge("a tool call's id and name alone do not fit in one message")
         for number, piece in enumerate(split_utf8(delta.arguments, budget)):
-            # The call's id and name go with its first piece only, as with any streamed tool call.
             part = (
                 ToolCallDelta(delta.index, delta.id, delta.name, piece)
                 if number == 0
@@ -338,8 +344,13 @@ class StreamSession:
         self._ended = True
         self.outbox.put_nowait(_END)
 
-    async def _refuse(self, request_id: str, error: GatewayError) -> None:
+    async def _refuse(self, request_id: str, error: GatewayError, request: pb.ChatRequest | None = None) -> None:
+        """End a request that will not run with one error frame (and its access-log line)."""
         await self.send(error_frame(request_id, error).SerializeToString())
+        provider = self.provider_for(request) if request is not None else ""
+        access_log.record(
+            RequestContext(self.stream, "StreamChat", provider, request_id), error.status, error.http_status
+        )
 
     async def handle(self, raw: bytes) -> None:
         """Act on one raw ChatRequest message read from the stream."""
@@ -355,7 +366,8 @@ class StreamSession:
                 run.cancel(Cancelled(f"request {request_id!r} was cancelled by the client"))
             return
         if self._draining:
-            await self._refuse(request_id, Unavailable("the server is shutting down; send this request elsewhere"))
+            draining = Unavailable("the server is shutting down; send this request elsewhere")
+            await self._refuse(request_id, draining, request)
             return
         if request_id and request_id in self.runs:
             duplicate = duplicate_refusal_frame(
@@ -366,12 +378,12 @@ class StreamSession:
         try:
             self.stream = self._with_principal(await self._reauthenticate())
         except Unauthenticated as error:
-            await self._refuse(request_id, error)
+            await self._refuse(request_id, error, request)
             self._revoke(error)
             return
         refusal = self._admit(len(raw))
         if refusal is not None:
-            await self._refuse(request_id, refusal)
+            await self._refuse(request_id, refusal, request)
             return
         run = RequestRun(self, request, len(raw))
         self.runs[run.key] = run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,3 +27,13 @@ def test_an_accumulator_over_its_limit_stops_keeping_the_reply() -> None:
     accumulated.add_tool_call(ToolCallDelta(index=0, id="c", name="f", arguments="{}"))
     assert accumulated.overflowed and accumulated.texts == [] and accumulated.tool_calls == {}
     assert accumulated.size == 16 and accumulated.produced_output
+
+
+def test_split_utf8_never_cuts_a_character_and_refuses_pieces_too_small() -> None:
+    from integration_api.engine import split_utf8
+
+    text = "a\u00e9\u20ac\U0001f600" * 50  # 1-, 2-, 3- and 4-byte characters
+    pieces = list(split_utf8(text, 7))
+    assert "".join(pieces) == text and all(0 < len(p.encode()) <= 7 for p in pieces)
+    with pytest.raises(ValueError, match="cannot hold"):
+        list(split_utf8(text, 3))

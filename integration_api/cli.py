@@ -67,10 +67,23 @@ def serve(
         ),
     ] = None,
     config: ConfigOption = None,
+    no_http: Annotated[
+        bool,
+        typer.Option(
+            "--no-http",
+            help="Serve gRPC only: no OpenAI-compatible API, bridge or chat page (env INTEGRATION_API_HTTP_PORT=0).",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT, then drain in-flight requests."""
     settings = load_settings(
-        config, host=host, port=port, data_dir=data_dir, workers=workers, auth_disabled=auth_disabled
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        workers=workers,
+        auth_disabled=auth_disabled,
+        http_port=0 if no_http else None,
     )
     from integration_api.logs import configure_logging
     from integration_api.workers import run_workers

@@ -2,7 +2,9 @@
 
 `GatewayServer` is used the same way by `integration-api serve`, the demo and the tests (which start it on
 127.0.0.1 port 0). On SIGTERM it drains: health turns NOT_SERVING, new streams are refused, open streams finish
-their in-flight requests within the grace period, then the server stops.
+their in-flight requests within the grace period, then the server stops. The HTTP front door
+(``integration_api.http``: the OpenAI-compatible API, the gRPC-JSON bridge, the chat page) runs on the same event
+loop over the same `Gateway` once `start_http` is called (`serve()` does, unless http_port is 0), and drains with it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,10 +24,13 @@ from integration_api.gateway import Authenticator, Gateway
 from integration_api.lifecycle import Lifecycle
 from integration_api.pipeline import Layer, build_pipeline
 from integration_api.reflection import enable_reflection
-from integration_api.services import add_services
+from integration_api.services import add_services, service_handlers
 from integration_api.settings import Settings
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry, default_registry, preload
+
+if TYPE_CHECKING:
+    from integration_api.http.server import HttpServer
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +76,10 @@ class GatewayServer:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(options=server_options(settings))
         self.port = 0
-        self._service_names = add_services(self.gateway, self.server)
+        self.handlers = service_handlers(self.gateway)  # the one table gRPC and the HTTP bridge serve
+        self._service_names = add_services(self.gateway, self.server, self.handlers)
+        self.http: HttpServer | None = None
+        self.http_port = 0
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection([*self._service_names, health.SERVICE_NAME], self.server)
 
@@ -89,6 +99,15 @@ class GatewayServer:
         )
         return self.port
 
+    async def start_http(self, sock: socket.socket | None = None) -> int:
+        """Serve HTTP on `sock` (tests pass one bound to port 0), else on http_host:http_port; returns the port."""
+        from integration_api.http.app import build_app
+        from integration_api.http.server import HttpServer
+
+        self.http = HttpServer(build_app(self.gateway, self.settings, self.handlers), self.settings)
+        self.http_port = await self.http.start(sock)
+        return self.http_port
+
     async def drain_and_stop(self, grace_s: float | None = None) -> None:
         """Graceful shutdown: refuse new streams, let in-flight requests finish within the grace, stop."""
         grace = self.settings.grace_period_s if grace_s is None else grace_s
@@ -96,13 +115,20 @@ class GatewayServer:
         logger.info("draining: finishing in-flight requests within %.1f s", grace)
         await self.health.enter_graceful_shutdown()
         self.lifecycle.drain()
-        await self.server.stop(grace)
+        await asyncio.gather(self.server.stop(grace), self._stop_http(grace))
         await self.clients.aclose()
+        await self.gateway.state.aclose()  # the session store's connection and thread
 
     async def stop(self) -> None:
         """Immediate stop (tests): cancels every RPC."""
-        await self.server.stop(0)
+        await asyncio.gather(self.server.stop(0), self._stop_http(0))
         await self.clients.aclose()
+        await self.gateway.state.aclose()  # the session store's connection and thread
+
+    async def _stop_http(self, grace_s: float) -> None:
+        if self.http is not None:
+            await self.http.drain_and_stop(grace_s)
+            self.http = None
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
@@ -148,6 +174,8 @@ async def serve(settings: Settings) -> None:
         # would stall every stream of the process meanwhile. Imported now, before the port opens, nothing waits.
         preload(server.registry)
     await server.start()
+    if settings.http_port:
+        await server.start_http()
     freeze_heap()
     loop = asyncio.get_running_loop()
     stopping: asyncio.Future[None] = loop.create_future()

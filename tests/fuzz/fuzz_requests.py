@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 try:
-    import atheris  # type: ignore[import-untyped,unused-ignore]
+    import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 except ImportError:  # atheris ships wheels for Linux x86-64 only (see the `dev` extra in pyproject.toml)
     sys.exit("atheris is not installed for this platform: `make test` still runs the harness (tests/fuzz/)")
 

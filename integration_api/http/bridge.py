@@ -101,6 +101,10 @@ def _hint(method: BridgedMethod) -> str:
     return f"{method.path} is a {method.kind} gRPC method: POST a JSON {request} to this path for {answer}"
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
 async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes (by its Content-Length, or as it arrives)."""
     too_large = RequestTooLarge(f"the request body is larger than the {limit}-byte message limit")
@@ -115,7 +119,7 @@ async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
         except GatewayError as error:  # the app's body limit (integration_api.http.limits) refused it first
             raise abort_for(error) from error
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -154,6 +158,8 @@ class _PostEndpoint:
             return
         except RpcAbort as abort:
             await _send_error(send, abort)
+            return
+        except _ClientGone:
             return
         timeout_s = parse_grpc_timeout(headers.get(GRPC_TIMEOUT_HEADER))
         call = _SseCall(send, method) if method.server_streaming else _UnaryCall(send, method)

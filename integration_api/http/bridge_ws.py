@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from auth.authenticator import API_KEY_HEADER, SERVICE_KEY_HEADER
 from integration_api.http.auth import grpc_metadata, peer_of
@@ -110,8 +110,14 @@ class _Socket:
 
     async def _send(self, document: Json) -> None:
         text = dumps(document).decode()
-        async with self._sending:
-            await self.websocket.send_text(text)
+        try:
+            async with self._sending:
+                await self.websocket.send_text(text)
+        except (WebSocketDisconnect, WebSocketDisconnected) as gone:
+            # The client went away while we wrote: that is a cancel (the reader may not have seen it yet).
+            self.disconnected = True
+            self._cancel_handler()
+            raise asyncio.CancelledError from gone
 
     async def _bad(self, code: grpc.StatusCode, message: str) -> None:
         await self._send({ERROR_KEY: {"code": code.name, "message": message}})
@@ -222,8 +228,8 @@ class _Socket:
             await requests.aclose()  # type: ignore[attr-defined]
 
     async def _end(self, abort: RpcAbort | None) -> None:
-        with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
-            await self._send({STATUS_KEY: status_document(abort)})
-            code = CLOSE_POLICY_VIOLATION if abort is not None and abort.code in _REFUSED else CLOSE_NORMAL
-            if self.websocket.application_state is WebSocketState.CONNECTED:
-                await self.websocket.close(code)
+        code = CLOSE_POLICY_VIOLATION if abort is not None and abort.code in _REFUSED else CLOSE_NORMAL
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):  # the client may be gone already
+            async with self._sending:
+                await self.websocket.send_text(dumps({STATUS_KEY: status_document(abort)}).decode())
+            await self.websocket.close(code)

@@ -269,17 +269,17 @@ async def test_refused_credentials_end_the_socket_with_status_and_1008(bridge: B
 
 async def test_a_socket_closed_mid_request_cancels_the_upstream(bridge: Bridge, gateway: RunningGateway) -> None:
     async with stream_chat(bridge, additional_headers={"x-api-key": gateway.api_key}) as socket:
-        slow = chat_json("slow", "one two three four five six", provider=PROBE, simulated_delay_ms=300)
+        # 30 s before each word: only the socket's close (no failed write) can end it within the wait below.
+        slow = chat_json("slow", "one two three", provider=PROBE, simulated_delay_ms=30_000)
         await socket.send(json.dumps(slow))
-        first = await receive(socket)  # the first delta: the upstream call is streaming
-        assert first["requestId"] == "slow" and not first.get("final")
+        await gateway.probe.wait_for(lambda: "slow" in gateway.probe.started)
     await gateway.probe.wait_for(lambda: "slow" in gateway.probe.closed)
     assert "slow" not in gateway.probe.finished
 
 
 async def test_a_socket_closed_after_end_still_cancels_the_upstream(bridge: Bridge, gateway: RunningGateway) -> None:
     async with stream_chat(bridge, additional_headers={"x-api-key": gateway.api_key}) as socket:
-        slow = chat_json("half", "one two three four five six", provider=PROBE, simulated_delay_ms=300)
+        slow = chat_json("half", "one two three", provider=PROBE, simulated_delay_ms=30_000)
         await socket.send(json.dumps(slow))
         await socket.send(json.dumps({"$end": True}))  # half-closed: nothing reads the socket any more
         await gateway.probe.wait_for(lambda: "half" in gateway.probe.started)

@@ -2,7 +2,7 @@
 
 The page (plain HTML and a small script, no build step, nothing loaded from elsewhere) talks to the gateway over
 one WebSocket to the gRPC-JSON bridge's StreamChat (integration_api/http/bridge.py; framing in docs/bridge.md).
-The three files are read once when the routes are built and served from memory, each with headers that keep the
+The files are read once when the routes are built and served from memory, each with headers that keep the
 page to its own origin: the Content-Security-Policy allows scripts, styles and connections (the WebSocket) to
 this origin only, so a key typed into the page cannot be sent anywhere else by injected markup.
 
@@ -23,6 +23,7 @@ _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 _HEADERS = {
     # 'self' in connect-src covers ws:/wss: to the same host and port (CSP level 3).

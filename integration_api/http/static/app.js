@@ -185,7 +185,10 @@ class Reply {
     if (this.firstAt) parts.push(`first token ${Math.round(this.firstAt - this.sentAt)} ms`);
     parts.push(`${this.words} word${this.words === 1 ? "" : "s"}`);
     const seconds = (this.lastAt - this.firstAt) / 1000;
-    if (this.words > 1 && seconds > 0) parts.push(`${((this.words - 1) / seconds).toFixed(1)} words/s`);
+    if (this.words > 1 && seconds > 0) {
+      const rate = (this.words - 1) / seconds;
+      parts.push(`${rate.toFixed(rate < 100 ? 1 : 0)} words/s`);
+    }
     if (usage?.outputTokens) parts.push(`${usage.outputTokens} tokens out`);
     this.statsNode.textContent = parts.join(" · ");
   }

@@ -27,7 +27,13 @@ $(WHEELHOUSE)/.complete: $(VENV)/.installed
 
 wheelhouse: $(WHEELHOUSE)/.complete ## Download the client's runtime wheels (for tests/test_packaging.py).
 
-venv: $(VENV)/.installed $(WHEELHOUSE)/.complete ## Create .venv, install the package with its dev tools.
+# The official `openai` npm package for tests/http/test_openai_js.py (which skips, saying so, where node is missing).
+JS_TESTS := tests/http/js
+$(JS_TESTS)/node_modules/.installed: $(JS_TESTS)/package.json $(JS_TESTS)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(JS_TESTS) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "npm not found: tests/http/test_openai_js.py will be skipped"; fi
+
+venv: $(VENV)/.installed $(WHEELHOUSE)/.complete $(JS_TESTS)/node_modules/.installed ## Create .venv, install the package with its dev tools.
 
 demo: venv ## Start a server and stream a reply from the built-in simulated provider.
 	$(BIN)/integration-api demo

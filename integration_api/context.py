@@ -72,6 +72,17 @@ class StreamContext:
     deadline: float | None = None  # time.monotonic() by which the call must end (the gRPC deadline), if any
 
 
+@dataclass(slots=True)
+class RequestStats:
+    """What the layers learn while serving one request, for the layers outside them and the records made at the end.
+
+    The one mutable part of a request's context: each field has one writer (named beside it).
+    """
+
+    attempts: int = 0  # upstream attempts made (the resilience layer counts them)
+    served_by: str = ""  # "provider/model" that served the request, when a layer (routing) chose it
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """One request: its stream's context plus what names this request."""
@@ -83,6 +94,8 @@ class RequestContext:
     model: str = ""
     started_at: float = field(default_factory=time.time)  # wall clock, for records
     started_ns: int = field(default_factory=time.perf_counter_ns)  # for durations
+    session_id: str = ""  # the conversation kept by the server this request continues (ChatRequest.sessionId)
+    stats: RequestStats = field(default_factory=RequestStats)
 
     @property
     def principal(self) -> Principal:

@@ -108,6 +108,7 @@ class ResilientProvider(ProviderLayer):
 
     async def _open(self, call: ChatCall) -> tuple[AsyncIterator[ChatEvent], ChatEvent]:
         """Start the inner stream and wait for its first event (within the first-token timeout)."""
+        self.context.stats.attempts += 1
         events = aiter(self.inner.stream_chat(call))
         try:
             async with asyncio.timeout(self._settings.first_token_timeout_s):
@@ -166,6 +167,7 @@ class ResilientProvider(ProviderLayer):
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         async for attempt in self._retrying():
             with attempt:
+                self.context.stats.attempts += 1
                 try:
                     async with asyncio.timeout(self._settings.first_token_timeout_s):
                         return await operation()

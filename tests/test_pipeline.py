@@ -13,6 +13,7 @@ from integration_api.context import RequestContext, TraceContext
 from integration_api.errors import PermissionDenied
 from integration_api.pipeline import Pipeline, build_pipeline
 from integration_api.proto import integration_api_pb2 as pb
+from integration_api.sessions.stats import StatsLayer
 from providers.base import ChatStream, Provider, ProviderLayer
 from providers.resilience import ResilientProvider
 from providers.types import ChatCall, EmbeddingCall, EmbeddingResult, RerankCall, RerankResult
@@ -148,7 +149,9 @@ def test_layers_wrap_outermost_first() -> None:
     wrapped = pipeline.wrap(adapter, context)
     assert wrapped.name == "outer(inner(adapter))"
     assert order == ["inner", "outer"]  # built innermost first, so the first listed sees each call first
-    resilient = wrapped.inner.inner  # type: ignore[attr-defined]
+    stats = wrapped.inner.inner  # type: ignore[attr-defined]
+    assert isinstance(stats, StatsLayer)
+    resilient = stats.inner  # no session layer in between: the request names no session
     assert isinstance(resilient, ResilientProvider) and resilient.inner is adapter
 
 
@@ -173,3 +176,14 @@ def _context() -> RequestContext:
 )
 def test_malformed_traceparent_is_ignored(header: str | None) -> None:
     assert TraceContext.parse(header) is None
+
+
+async def test_the_context_counts_upstream_attempts(layered: RunningGateway, seen: Seen) -> None:
+    stream = layered.open_stream()
+    await stream.send(
+        chat_request("ok", provider="simulated"), chat_request("down", provider="simulated", simulated_error=503)
+    )
+    collected = await stream.read_until_done(["ok", "down"])
+    assert collected.terminal("down").error.status == "UNAVAILABLE"
+    attempts = {context.request_id: context.stats.attempts for context in seen.contexts}
+    assert attempts == {"ok": 1, "down": 3}  # make_settings leaves retry_max_attempts at 3

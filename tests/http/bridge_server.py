@@ -1,6 +1,6 @@
 """A real HTTP server for the bridge tests: the bridge's routes for a running gateway, on 127.0.0.1 port 0.
 
-The bridge serves `service_handlers(gateway)` (the table the gRPC server registers) plus any extra services, on
+The bridge serves the table the gRPC server registers (`GatewayServer.handlers`), plus any extra services, on
 uvicorn (httptools, on the test's event loop, as in production) with a socket bound to port 0.
 """
 
@@ -16,7 +16,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from integration_api.http.bridge import BridgeServices, bridge_routes
-from integration_api.services import service_handlers
 from tests.conftest import RunningGateway
 
 UNIFIED = "/integration_api.UnifiedProviderService"
@@ -43,8 +42,14 @@ class _Server(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_bridge(running: RunningGateway, extra: BridgeServices | None = None) -> AsyncIterator[Bridge]:
+    """Without `extra`: the production HTTP server (`GatewayServer.start_http`: the whole app, the bridge over the
+    very handler table the gRPC server registered). With `extra`: a bridge-only app over that table plus `extra`."""
+    if extra is None:
+        port = await running.server.start_http(socket.create_server(("127.0.0.1", 0)))
+        yield Bridge(port)  # stopped with the gateway
+        return
     gateway = running.server.gateway
-    app = Starlette(routes=bridge_routes(gateway, {**service_handlers(gateway), **(extra or {})}))
+    app = Starlette(routes=bridge_routes(gateway, {**running.server.handlers, **extra}))
     config = uvicorn.Config(app, http="httptools", loop="none", lifespan="off", log_config=None, access_log=False)
     server = _Server(config)
     sock = socket.create_server(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def _command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "integration_api.cli"]
 
 
-async def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+async def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Result:
     runner = CliRunner(env={**CLEAN_ENV, "COLUMNS": "200", **(env or {})})
     return await asyncio.to_thread(runner.invoke, app, list(args))
 

@@ -26,7 +26,7 @@ def restore_logging() -> Iterator[None]:
 
 
 def test_debug_is_ours_only() -> None:
-    configure_logging(Settings(log_level="debug"))
+    configure_logging(Settings(log_level="DEBUG"))
     for name in ("integration_api.server", "providers.openai", "auth.authenticator"):
         assert logging.getLogger(name).isEnabledFor(logging.DEBUG), name
     for name in THIRD_PARTY:

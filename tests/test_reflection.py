@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
@@ -10,8 +12,9 @@ from grpc_reflection.v1alpha import reflection_pb2
 from tests.conftest import RunningGateway
 
 # The v1 and v1alpha messages are the same fields and numbers: a raw v1 client can use the v1alpha classes.
-Request = reflection_pb2.ServerReflectionRequest
-Response = reflection_pb2.ServerReflectionResponse
+# (grpcio-reflection ships .pyi files but no py.typed, so to mypy these are Any: the aliases say so explicitly.)
+Request: TypeAlias = reflection_pb2.ServerReflectionRequest
+Response: TypeAlias = reflection_pb2.ServerReflectionResponse
 
 
 async def ask(channel: grpc.aio.Channel, version: str, request: Request) -> Response:

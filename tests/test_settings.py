@@ -32,7 +32,7 @@ def test_precedence_flags_env_file_defaults(tmp_path: Path, monkeypatch: pytest.
 def test_settings_are_frozen_and_validated(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     with pytest.raises(ValidationError):
-        settings.port = 1  # type: ignore[misc]
+        settings.port = 1
     with pytest.raises(ValidationError):
         Settings(max_inflight_per_stream=0)
     with pytest.raises(ValidationError):

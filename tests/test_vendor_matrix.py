@@ -306,18 +306,18 @@ async def test_unary_rpcs_where_supported(harness: Harness) -> None:
     rpcs = harness.vendor.entry.rpcs
     if "Embedding" in rpcs:
         model = {"model.name": packed_value(harness.vendor.model)}
-        request = pb.EmbeddingRequest(
+        embedding = pb.EmbeddingRequest(
             providerName=name, credential=cred, content={0: "alpha", 1: "beta"}, modelParameters=model
         )
-        embedded = await stub.Embedding(request, metadata=md)
+        embedded = await stub.Embedding(embedding, metadata=md)
         assert [e.index for e in embedded.data] == [0, 1] and all(len(e.embedding) > 0 for e in embedded.data)
     if "Reranking" in rpcs:
-        request = pb.RerankingRequest(providerName=name, credential=cred, query="q", content={0: "a", 1: "b"})
-        ranked = await stub.Reranking(request, metadata=md)
+        reranking = pb.RerankingRequest(providerName=name, credential=cred, query="q", content={0: "a", 1: "b"})
+        ranked = await stub.Reranking(reranking, metadata=md)
         assert sorted(r.index for r in ranked.data) == [0, 1]
     if "GetModeration" in rpcs:
-        request = pb.GetModerationRequest(providerName=name, credential=cred, content="some text")
-        moderated = await stub.GetModeration(request, metadata=md)
+        moderation = pb.GetModerationRequest(providerName=name, credential=cred, content="some text")
+        moderated = await stub.GetModeration(moderation, metadata=md)
         assert moderated.success and moderated.data
     unsupported = [rpc for rpc in UNARY_RPCS if rpc not in rpcs]
     for rpc in unsupported:

@@ -58,6 +58,12 @@ def _parse(data: bytes) -> dict[int, list[int | bytes]]:
     return fields
 
 
+def _blob(value: int | bytes) -> bytes:
+    """A length-delimited value (an embedded message, a string): a varint where one was expected fails the test."""
+    assert isinstance(value, bytes), f"expected a length-delimited field, got the varint {value}"
+    return value
+
+
 def _old_client_request(request_id: str, text: str) -> bytes:
     """ChatRequest{credential(1){value(2) Struct{}}, requestId(3), conversations(4) Message{role(1), user(11){content(2)}},
     modelParameters(6) {"model.name" -> Any(google.protobuf.Value{string_value(3)})}, providerName(8)}."""
@@ -88,12 +94,12 @@ async def test_a_client_built_from_field_numbers_holds_a_stream(gateway: Running
             if 7 in frame:  # metrics: the end of the response
                 final = frame
             else:
-                assistant = _parse(_parse(frame[4][0])[10][0])  # data(4) -> assistant(10)
-                text += b"".join(assistant[2]).decode()  # contents(2)
+                assistant = _parse(_blob(_parse(_blob(frame[4][0]))[10][0]))  # data(4) -> assistant(10)
+                text += b"".join(map(_blob, assistant[2])).decode()  # contents(2)
         assert text == f"raw bytes {n}"
         assert final[2] == [1] and final[1] == [200]  # success, code
         assert final[8] == [b"stop"]  # finishReason
-        names = {_parse(metric)[1][0] for metric in final[7]}
+        names = {_parse(_blob(metric))[1][0] for metric in final[7]}
         assert {b"INPUT_TOKEN", b"OUTPUT_TOKEN", b"TOTAL_TOKEN", b"TIME_TAKEN", b"FIRST_TOKEN_RECIEVED_TIME",
                 b"LLM_REQUEST_ID", b"STATUS"} <= names  # fmt: skip
     await call.done_writing()

@@ -17,7 +17,13 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def provider_env(settings: Settings) -> AsyncIterator[ProviderEnv]:
-    clients = ClientCache(max_size=16, ttl_s=60)
-    yield ProviderEnv(settings=settings, clients=clients)
-    await clients.aclose()
+async def clients() -> AsyncIterator[ClientCache]:
+    """The cache behind `provider_env.clients`, as its concrete type (`ProviderEnv` only promises a `ClientSource`)."""
+    cache = ClientCache(max_size=16, ttl_s=60)
+    yield cache
+    await cache.aclose()
+
+
+@pytest.fixture
+def provider_env(settings: Settings, clients: ClientCache) -> ProviderEnv:
+    return ProviderEnv(settings=settings, clients=clients)

@@ -380,7 +380,7 @@ async def test_closing_the_stream_closes_the_upstream_connection(
     stream = provider.stream_chat(chat())
     assert isinstance(await anext(stream), TextDelta)
     assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     for _ in range(100):
         if emulator.requests[-1].client_disconnected:
             break
@@ -412,10 +412,12 @@ async def test_the_server_side_base_url_is_used(emulator: AnthropicEmulator) -> 
         await clients.aclose()
 
 
-def test_clients_are_reused_per_credential(emulator: AnthropicEmulator, provider_env: ProviderEnv) -> None:
+def test_clients_are_reused_per_credential(
+    emulator: AnthropicEmulator, provider_env: ProviderEnv, clients: ClientCache
+) -> None:
     for key in (KEY, KEY, "sk-ant-other"):
         SPEC.factory({"key": key, "base_url": emulator.base_url}, provider_env)
-    assert len(provider_env.clients) == 2
+    assert len(clients) == 2
 
 
 def test_the_spec_serves_the_chat_rpcs() -> None:

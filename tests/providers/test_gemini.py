@@ -404,7 +404,7 @@ async def test_closing_the_stream_closes_the_upstream_connection(emulator: Gemin
     stream = provider.stream_chat(chat())
     assert isinstance(await anext(stream), TextDelta)
     assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     for _ in range(100):
         if emulator.requests[-1].client_disconnected:
             break
@@ -459,10 +459,12 @@ async def test_the_server_side_base_url_is_used(emulator: GeminiEmulator) -> Non
         await clients.aclose()
 
 
-def test_clients_are_reused_per_credential(emulator: GeminiEmulator, provider_env: ProviderEnv) -> None:
+def test_clients_are_reused_per_credential(
+    emulator: GeminiEmulator, provider_env: ProviderEnv, clients: ClientCache
+) -> None:
     for key in (KEY, KEY, "other-key"):
         SPEC.factory({"key": key, "base_url": emulator.base_url}, provider_env)
-    assert len(provider_env.clients) == 2
+    assert len(clients) == 2
 
 
 # --- unary RPCs ------------------------------------------------------------------------------------------------

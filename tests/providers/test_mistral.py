@@ -178,19 +178,20 @@ async def test_connection_reset_is_unavailable(emulator: MistralEmulator, provid
 
 
 async def test_read_timeout_is_deadline_exceeded(emulator: MistralEmulator, settings: Settings) -> None:
-    env = ProviderEnv(settings.model_copy(update={"idle_timeout_s": 0.2}), ClientCache())
+    clients = ClientCache()
+    env = ProviderEnv(settings.model_copy(update={"idle_timeout_s": 0.2}), clients)
     provider = SPEC.factory({"key": KEY, "base_url": emulator.base_url}, env)
     emulator.enqueue(Script(text="one two", fault=Fault(stall_after_chunks=1, stall_s=2.0)))
     with pytest.raises(DeadlineExceeded):
         await collect(provider.stream_chat(chat()))
-    await env.clients.aclose()
+    await clients.aclose()
 
 
 async def test_closing_the_stream_closes_upstream(emulator: MistralEmulator, provider: Provider) -> None:
     emulator.enqueue(Script(text="a b c d e f g h", chunk_delay_s=0.05))
     stream = provider.stream_chat(chat())
     assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     for _ in range(100):
         if emulator.requests[-1].client_disconnected:
             break
@@ -231,11 +232,11 @@ async def test_verify_credential_rejected(emulator: MistralEmulator, provider: P
         await provider.verify_credential()
 
 
-async def test_clients_are_reused(emulator: MistralEmulator, provider_env: ProviderEnv) -> None:
+async def test_clients_are_reused(emulator: MistralEmulator, provider_env: ProviderEnv, clients: ClientCache) -> None:
     credential = {"key": KEY, "base_url": emulator.base_url}
     SPEC.factory(credential, provider_env)
     SPEC.factory(credential, provider_env)
-    assert len(provider_env.clients) == 1
+    assert len(clients) == 1
 
 
 def _with_tools(call: ChatCall, *tools: ToolSpec) -> ChatCall:

@@ -244,7 +244,7 @@ async def test_the_key_never_appears_in_errors(emulator: ReplicateEmulator, prov
 
 
 async def test_an_error_event_ends_the_stream_after_the_deltas(
-    emulator: ReplicateEmulator, provider: Provider, provider_env: ProviderEnv
+    emulator: ReplicateEmulator, provider: Provider, clients: ClientCache
 ) -> None:
     emulator.enqueue(Script(text="one two three four", fault=Fault(error_event_after_chunks=2, message="CUDA OOM")))
     events, exc = await chat_error(provider)
@@ -252,7 +252,7 @@ async def test_an_error_event_ends_the_stream_after_the_deltas(
     assert type(exc) is Unavailable
     assert "CUDA OOM" in exc.message
     assert exc.provider_request_id in emulator.predictions
-    await provider_env.clients.aclose()  # closing the client waits for every cancel it sent in the background
+    await clients.aclose()  # closing the client waits for every cancel it sent in the background
     assert emulator.cancelled == []  # the prediction failed by itself: nothing to cancel
 
 
@@ -322,7 +322,7 @@ async def test_closing_the_stream_closes_it_upstream_and_cancels_the_prediction(
     stream = provider.stream_chat(chat())
     assert isinstance(await anext(stream), TextDelta)
     assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     [read] = stream_reads(emulator)
     await until(lambda: read.client_disconnected)
     assert not read.completed
@@ -391,10 +391,12 @@ def test_a_missing_key_is_invalid(provider_env: ProviderEnv, credential: dict[st
         SPEC.factory(credential, provider_env)
 
 
-def test_clients_are_reused_per_credential(emulator: ReplicateEmulator, provider_env: ProviderEnv) -> None:
+def test_clients_are_reused_per_credential(
+    emulator: ReplicateEmulator, provider_env: ProviderEnv, clients: ClientCache
+) -> None:
     for key in (KEY, KEY, "r8_other"):
         SPEC.factory({"key": key, "base_url": emulator.base_url}, provider_env)
-    assert len(provider_env.clients) == 2
+    assert len(clients) == 2
 
 
 # --- VerifyCredential ------------------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ async def test_closing_the_stream_closes_the_upstream_connection(
     emulator.enqueue(Script(text=" ".join(f"w{i}" for i in range(100)), chunk_delay_s=0.02))
     stream = provider.stream_chat(chat())
     assert isinstance(await anext(stream), TextDelta)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     for _ in range(100):
         if emulator.requests[-1].client_disconnected:
             break

@@ -48,6 +48,7 @@ from integration_api.frames import (
     duplicate_refusal_frame,
     error_frame,
     final_frame,
+    pong_frame,
     tool_call_frame,
 )
 from integration_api.lifecycle import Lifecycle
@@ -111,7 +112,12 @@ async def complete_chat(
                         f"the reply ({accumulated.size} characters) is larger than the {accumulated.limit}-byte"
                         " message limit, so no final frame can carry it; its deltas carried all of it"
                     )
-                return final_frame(call.request_id, accumulated, event)
+                final = final_frame(call.request_id, accumulated, event)
+                # Ask for one more event: the stream ends here, and its layers see it ran to its end (the session
+                # layer keeps a turn only then; a failed or abandoned request leaves no trace).
+                async for _ in events:
+                    pass
+                return final
     finally:
         await events.aclose()  # closes the upstream call at once
     raise Internal(f"provider {provider.name!r} ended its stream without finishing the response")
@@ -241,6 +247,7 @@ class RequestRun:
             self.request_id,
             call.model,
             started_ns=accumulated.started_ns,
+            session_id=self.request.sessionId,
         )
         try:
             await session.slots.acquire()
@@ -360,6 +367,9 @@ class StreamSession:
             await self._refuse(error.request_id, error)
             return
         request_id = request.requestId
+        if request.action == pb.REQUEST_ACTION_PING:
+            await self.send(pong_frame(request_id))  # liveness: not a request, so no terminal frame
+            return
         if request.action == pb.REQUEST_ACTION_CANCEL:
             run = self.runs.get(request_id)
             if run is not None:

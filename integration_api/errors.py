@@ -7,10 +7,12 @@ gRPC: the status is carried by name and mapped to ``grpc.StatusCode`` in ``integ
 
     GatewayError
     ├── InvalidArgument        400  INVALID_ARGUMENT
+    ├── FailedPrecondition     400  FAILED_PRECONDITION  (e.g. a session of one provider used on another's service)
     ├── Unauthenticated        401  UNAUTHENTICATED
     ├── PermissionDenied       403  PERMISSION_DENIED
     ├── NotFound               404  NOT_FOUND
     ├── AlreadyExists          409  ALREADY_EXISTS
+    ├── Aborted                409  ABORTED              (retryable: a concurrent change won, e.g. to a session)
     ├── Cancelled              499  CANCELLED
     ├── ResourceExhausted      429  RESOURCE_EXHAUSTED   (retryable, may carry retry_after)
     │   └── ResponseTooLarge   413  RESOURCE_EXHAUSTED   (not retryable: the reply outgrew the message size)
@@ -63,6 +65,14 @@ class InvalidArgument(GatewayError):
     default_human_message = "The request is not valid."
 
 
+class FailedPrecondition(GatewayError):
+    """The request is valid, but not in the state the system is in (a session bound to another provider)."""
+
+    http_status = 400
+    status = "FAILED_PRECONDITION"
+    default_human_message = "The request does not fit the current state of what it names."
+
+
 class Unauthenticated(GatewayError):
     http_status = 401
     status = "UNAUTHENTICATED"
@@ -85,6 +95,15 @@ class AlreadyExists(GatewayError):
     http_status = 409
     status = "ALREADY_EXISTS"
     default_human_message = "A request with this id is already in flight."
+
+
+class Aborted(GatewayError):
+    """Lost to a concurrent change (another request on the same session elsewhere committed first)."""
+
+    http_status = 409
+    status = "ABORTED"
+    retryable = True
+    default_human_message = "Another change happened at the same time; send the request again."
 
 
 class Cancelled(GatewayError):

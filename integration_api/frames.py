@@ -225,6 +225,11 @@ def error_frame(
     )
 
 
+def pong_frame(request_id: str) -> bytes:
+    """The answer to a PING action: not a request's terminal frame (final=false, no metrics)."""
+    return pb.ChatResponse(code=200, success=True, requestId=request_id, pong=True).SerializeToString()
+
+
 def duplicate_refusal_frame(request_id: str, error: GatewayError) -> pb.ChatResponse:
     """The refusal of a request whose id is already in flight: NOT that id's terminal frame (final=false, no
     metrics), so the request in flight keeps its one terminal frame (docs/protocol.md)."""

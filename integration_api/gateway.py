@@ -29,6 +29,7 @@ from integration_api.lifecycle import Lifecycle
 from integration_api.pipeline import Pipeline, build_pipeline
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.requests import credential_value, decode_parameters, parse_chat_request
+from integration_api.sessions.state import ServerState
 from integration_api.settings import Settings
 from integration_api.status import rich_status
 from providers.base import CredentialValue, Provider, ProviderEnv
@@ -38,7 +39,7 @@ from providers.types import EmbeddingCall, ModerationCall, RerankCall
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_REVISION = 2
+PROTOCOL_REVISION = 3
 MINIMUM_CLIENT_REVISION = 1
 # How a refused stream reads what its client already sent before the status goes out (see `_refuse_stream`).
 REFUSAL_DRAIN_IDLE_S = 0.02
@@ -74,6 +75,7 @@ class Gateway:
         self.authenticator = authenticator
         self.lifecycle = lifecycle
         self.pipeline = pipeline or build_pipeline(settings)
+        self.state = self.pipeline.state or ServerState(settings)  # stats and sessions (SessionService)
         self.queued = QueuedRequests(settings.max_queued_per_principal)
 
     # --- shared steps ----------------------------------------------------------------------------------------
@@ -140,7 +142,8 @@ class Gateway:
             queued=self.queued,
         )
         try:
-            await session.serve(requests, context.write)
+            with self.state.stats.stream():
+                await session.serve(requests, context.write)
         except Unauthenticated as error:
             logger.warning("ended a stream from %s: %s", stream.peer, error.message)
             await _refuse_stream(context, requests, error)
@@ -156,9 +159,10 @@ class Gateway:
         *,
         request_id: str = "",
         model: str = "",
+        session_id: str = "",
     ) -> T:
         stream = await self._open_call(context)
-        request = RequestContext(stream, rpc, provider, request_id, model)
+        request = RequestContext(stream, rpc, provider, request_id, model, session_id=session_id)
         try:
             result = await operation(request)
         except GatewayError as error:
@@ -190,7 +194,9 @@ class Gateway:
             with self.provider(request_context, credential_value(request.credential)) as provider:
                 return await complete_chat(provider, call, accumulated, NoFrames())
 
-        return await self._unary(context, "Chat", name, complete, request_id=call.request_id, model=call.model)
+        return await self._unary(
+            context, "Chat", name, complete, request_id=call.request_id, model=call.model, session_id=request.sessionId
+        )
 
     async def embedding(
         self, request: pb.EmbeddingRequest, context: grpc.aio.ServicerContext, bound: str | None

@@ -5,9 +5,11 @@ GetModeration, and later the HTTP API) gets its adapter from `Gateway.provider`,
 `Pipeline.wrap`. A layer is a `ProviderLayer` subclass (``providers.base``) built per request with the request's
 `RequestContext`; it implements the same `Provider` interface and passes on what it does not override.
 
-Layers are listed outermost first. Today the pipeline is only the resilience layer (retries, first-token and
-idle timeouts, ``providers.resilience``); policy, accounting, metrics and routing are added here as more layers,
-each in one line of `default_layers`, never inside the engine, the gateway or an adapter.
+Layers are listed outermost first: the stats layer (every request counted for GetServerStats), the session layer
+(conversations kept by the server, only for requests naming a session), and the resilience layer (retries,
+first-token and idle timeouts, ``providers.resilience``); policy, accounting, metrics and routing are added here as
+more layers, each in one line of `default_layers`, never inside the engine, the gateway or an adapter. What layers
+share across requests (counters, the session store) is the pipeline's `ServerState`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from integration_api.context import RequestContext
+from integration_api.sessions.layer import SessionLayer
+from integration_api.sessions.state import ServerState
+from integration_api.sessions.stats import StatsLayer
 from integration_api.settings import Settings
 from providers.base import Provider
 from providers.resilience import ResilientProvider
@@ -24,10 +29,11 @@ Layer = Callable[[Provider, RequestContext], Provider]
 
 
 class Pipeline:
-    """An ordered stack of layers, outermost first."""
+    """An ordered stack of layers, outermost first, and the state they share."""
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    def __init__(self, layers: Sequence[Layer], state: ServerState | None = None) -> None:
         self.layers = tuple(layers)
+        self.state = state
 
     def wrap(self, adapter: Provider, context: RequestContext) -> Provider:
         """`adapter` inside every layer: the first layer listed is the first to see each call."""
@@ -37,15 +43,23 @@ class Pipeline:
         return provider
 
 
-def default_layers(settings: Settings) -> list[Layer]:
+def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     """The server's layers, outermost first."""
+
+    def stats(inner: Provider, context: RequestContext) -> Provider:
+        return StatsLayer(inner, context, state.stats)
+
+    def sessions(inner: Provider, context: RequestContext) -> Provider:
+        return SessionLayer(inner, context, state.sessions) if context.session_id else inner
 
     def resilience(inner: Provider, context: RequestContext) -> Provider:
         return ResilientProvider(inner, context, settings)
 
-    return [resilience]
+    return [stats, sessions, resilience]
 
 
-def build_pipeline(settings: Settings, extra: Sequence[Layer] = ()) -> Pipeline:
-    """The default layers with `extra` layers outside them (the first of `extra` outermost)."""
-    return Pipeline([*extra, *default_layers(settings)])
+def build_pipeline(settings: Settings, extra: Sequence[Layer] = (), state: ServerState | None = None) -> Pipeline:
+    """The default layers with `extra` layers outside them (the first of `extra` outermost), sharing `state`
+    (by default a new one: the store the settings choose)."""
+    state = state if state is not None else ServerState(settings)
+    return Pipeline([*extra, *default_layers(settings, state)], state)

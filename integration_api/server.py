@@ -118,11 +118,13 @@ class GatewayServer:
         await asyncio.gather(self.server.stop(grace), self._stop_http(grace))
         await self.clients.aclose()
         await self.gateway.state.aclose()  # the session store's connection and thread
+        await self.gateway.state.aclose()  # the session store's connection and thread
 
     async def stop(self) -> None:
         """Immediate stop (tests): cancels every RPC."""
         await asyncio.gather(self.server.stop(0), self._stop_http(0))
         await self.clients.aclose()
+        await self.gateway.state.aclose()  # the session store's connection and thread
         await self.gateway.state.aclose()  # the session store's connection and thread
 
     async def _stop_http(self, grace_s: float) -> None:

@@ -2,7 +2,8 @@
 
 `ProviderService` implements every RPC once; it is registered under each per-provider service of the
 protocol (exposing only the RPCs that service declares in the .proto) and under `UnifiedProviderService`
-(provider chosen per request by `providerName`).
+(provider chosen per request by `providerName`). `SessionService` (``integration_api.sessions.service``) is
+bound to the same gateway.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from integration_api.gateway import Gateway
 from integration_api.proto import integration_api_pb2 as pb
+from integration_api.sessions.service import SERVICE as SESSION_SERVICE
+from integration_api.sessions.service import SessionServicer
 from providers.vendors import VENDORS
 
 # Full service name -> (its descriptor, method name -> the handler registered for it).
@@ -59,7 +62,7 @@ class ProviderService:
         return await self._gateway.get_version(context)
 
 
-def _method_handlers(servicer: ProviderService, service: str) -> dict[str, grpc.RpcMethodHandler]:
+def _method_handlers(servicer: ProviderService | SessionServicer, service: str) -> dict[str, grpc.RpcMethodHandler]:
     """Handlers for the RPCs `service` declares in the .proto, bound to `servicer`.
 
     StreamChat passes raw bytes both ways: the engine decodes each request itself (so one undecodable message is
@@ -90,8 +93,11 @@ def service_handlers(gateway: Gateway) -> ServiceHandlers:
     The one table both front doors serve: `add_services` registers it on the gRPC server, and the gRPC-JSON bridge
     (``integration_api.http.bridge``) calls the very same handlers.
     """
-    bindings = [(service, ProviderService(gateway, provider)) for service, provider in PROVIDER_SERVICES.items()]
+    bindings: list[tuple[str, ProviderService | SessionServicer]] = [
+        (service, ProviderService(gateway, provider)) for service, provider in PROVIDER_SERVICES.items()
+    ]
     bindings.append((UNIFIED_SERVICE, ProviderService(gateway, None)))
+    bindings.append((SESSION_SERVICE, SessionServicer(gateway)))
     table: ServiceHandlers = {}
     for service, servicer in bindings:
         descriptor = pb.DESCRIPTOR.services_by_name[service]

@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     )
     auth_disabled: bool = False
 
+    # Sessions (conversations kept by the server)
+    redis_url: SecretStr | None = Field(
+        default=None, description="keep sessions in this Redis (redis://host:port/db) instead of SQLite in data_dir"
+    )
+    session_ttl_s: float = Field(default=86_400.0, gt=0, description="a session unused this long is gone")
+    session_max_messages: int = Field(default=200, ge=2, description="history kept per session; oldest dropped")
+    session_max_tokens: int = Field(
+        default=32_000, ge=1, description="approximate tokens (characters / 4) of history kept per session"
+    )
+    session_lock_timeout_s: float = Field(
+        default=60.0, gt=0, description="how long a request waits for the one before it on its session (then 429)"
+    )
+
     # Streams
     max_inflight_per_stream: int = Field(default=16, ge=1, description="concurrent requests per stream; more wait")
     max_queued_per_stream: int = Field(

@@ -2,7 +2,7 @@
 
 Every service and its RPCs, every RPC's request and response types, and every message's and enum's fields (number,
 name, type) must appear in the doc's tables exactly, and nothing more; the `rev` column must match the
-"Added (revision 2)" markings of the .proto source (descriptors do not carry comments).
+"Added (revision N)" markings of the .proto source (descriptors do not carry comments).
 """
 
 from __future__ import annotations
@@ -137,16 +137,22 @@ def _proto_types() -> dict[str, tuple[bool, list[tuple[str, ...]]]]:
     return types
 
 
-@functools.cache
-def _revision_2() -> set[tuple[str, str]]:
-    """(message, field), (enum, value) and (service, rpc) pairs the .proto marks as added in revision 2.
+_MARK = re.compile(r"Added \(revision (\d+)\)")
+_SECTION_MARK = re.compile(r"added in revision (\d+)")
 
-    A mark is an "Added (revision 2)" comment right above a field, rpc, message or enum (a marked message or enum
-    is revision 2 as a whole), or a section title comment saying "added in revision 2".
+
+@functools.cache
+def _revisions() -> dict[tuple[str, str], int]:
+    """(message, field), (enum, value) and (service, rpc) pairs the .proto marks as added after revision 1 -> the
+    revision that added them (everything unmarked is revision 1).
+
+    A mark is an "Added (revision N)" comment right above a field, rpc, message or enum (a marked message or enum
+    is revision N as a whole), or a section title comment saying "added in revision N".
     """
-    marked: set[tuple[str, str]] = set()
-    scopes: list[tuple[str, bool]] = []  # enclosing blocks: (name, added in revision 2)
-    pending = section = after_rule = False
+    marked: dict[tuple[str, str], int] = {}
+    scopes: list[tuple[str, int]] = []  # enclosing blocks: (name, the revision that added it, 0 if none)
+    pending = section = 0
+    after_rule = False
     for raw in PROTO.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
         if line.startswith("//"):
@@ -155,8 +161,10 @@ def _revision_2() -> set[tuple[str, str]]:
                 after_rule = True
                 continue
             if after_rule:  # the title of a section, between two rules
-                section = "added in revision 2" in text.lower()
-            pending = pending or "Added (revision 2)" in text
+                found = _SECTION_MARK.search(text.lower())
+                section = int(found.group(1)) if found else 0
+            mark = _MARK.search(text)
+            pending = pending or (int(mark.group(1)) if mark else 0)
             after_rule = False
             continue
         after_rule = False
@@ -166,16 +174,17 @@ def _revision_2() -> set[tuple[str, str]]:
             kind, name = block.groups()
             outer = next((scope for scope, _ in reversed(scopes) if scope), "")
             qualified = "" if kind == "oneof" else (f"{outer}.{name}" if outer else name)
-            scopes.append((qualified, pending or section or any(added for _, added in scopes)))
+            scopes.append((qualified, pending or section or max((added for _, added in scopes), default=0)))
             if line.endswith("}"):
                 scopes.pop()
         elif member and scopes:
             owner = next(scope for scope, _ in reversed(scopes) if scope)
-            if pending or section or any(added for _, added in scopes):
-                marked.add((owner, member.group(1) or member.group(2)))
+            revision = pending or section or max((added for _, added in scopes), default=0)
+            if revision:
+                marked[(owner, member.group(1) or member.group(2))] = revision
         elif line == "}" and scopes:
             scopes.pop()
-        pending = False  # a mark applies to the line right below it only
+        pending = 0  # a mark applies to the line right below it only
     return marked
 
 
@@ -195,14 +204,14 @@ def test_services_and_their_rpcs() -> None:
 
 def test_rpc_signatures_and_revisions() -> None:
     rows = {row[0]: row[1:4] for row in _table(["RPC", "request", "response", "rev"])}
-    revision_2 = _revision_2()
+    revisions = _revisions()
     declared: dict[str, list[str]] = {}
     for service in _file().service:
         for method in service.method:
             signature = [
                 ("stream " if method.client_streaming else "") + _name(method.input_type),
                 ("stream " if method.server_streaming else "") + _name(method.output_type),
-                "2" if (service.name, method.name) in revision_2 else "1",
+                str(revisions.get((service.name, method.name), 1)),
             ]
             assert declared.setdefault(method.name, signature) == signature, f"{method.name} differs between services"
     assert rows == declared
@@ -218,9 +227,9 @@ def test_every_message_and_enum_is_documented_field_by_field(name: str) -> None:
     rows = documented[name][1]
     width = 2 if is_enum else 3  # the columns before `rev`: number, value / number, field, type
     assert [tuple(row[:width]) for row in rows] == expected
-    revision_2 = _revision_2()
+    revisions = _revisions()
     for row in rows:
-        assert row[width] == ("2" if (name, row[1]) in revision_2 else "1"), f"{name}.{row[1]}: wrong rev"
+        assert row[width] == str(revisions.get((name, row[1]), 1)), f"{name}.{row[1]}: wrong rev"
 
 
 def test_the_doc_documents_no_type_the_proto_lacks() -> None:
@@ -229,9 +238,17 @@ def test_the_doc_documents_no_type_the_proto_lacks() -> None:
 
 def test_revision_marks_are_read_from_the_proto() -> None:
     """Guards the .proto parsing itself: a few marks the .proto certainly has, and fields it certainly does not mark."""
-    revision_2 = _revision_2()
+    revisions = _revisions()
+    revision_2 = {pair for pair, revision in revisions.items() if revision == 2}
+    revision_3 = {pair for pair, revision in revisions.items() if revision == 3}
     assert {("ChatRequest", "action"), ("Usage", "inputTokens"), ("GetVersionResponse", "providers")} <= revision_2
     assert {("UnifiedProviderService", "GetVersion"), ("RequestAction", "REQUEST_ACTION_CANCEL")} <= revision_2
-    assert ("ChatRequest", "providerName") not in revision_2
-    assert ("ToolMessage.Tool", "name") not in revision_2
-    assert ("ChatResponse", "metrics") not in revision_2
+    assert {
+        ("ChatRequest", "sessionId"),
+        ("ChatResponse", "pong"),
+        ("RequestAction", "REQUEST_ACTION_PING"),
+    } <= revision_3
+    assert {("SessionService", "CreateSession"), ("SessionInfo", "sessionId"), ("LatencyStats", "p95Ms")} <= revision_3
+    assert ("ChatRequest", "providerName") not in revisions
+    assert ("ToolMessage.Tool", "name") not in revisions
+    assert ("ChatResponse", "metrics") not in revisions

@@ -275,6 +275,9 @@ class _FakeStreamCall:
 
     async def _read(self, requests: AsyncIterator[pb.ChatRequest]) -> None:
         async for request in requests:
+            if request.action == pb.REQUEST_ACTION_PING:
+                self._frames.put_nowait(pb.ChatResponse(code=200, success=True, requestId=request.requestId, pong=True))
+                continue
             if request.action == pb.REQUEST_ACTION_CANCEL:
                 if (run := self._runs.get(request.requestId)) is not None:
                     self._gateway.cancelled.append(request.requestId)

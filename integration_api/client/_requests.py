@@ -29,6 +29,7 @@ def chat_request(
     credential: Credential | None,
     tools: Iterable[ToolParam] | None,
     parameters: Parameters | None,
+    session_id: str | None = None,
 ) -> pb.ChatRequest:
     if not request_id:
         raise ValueError("request_id must not be empty")
@@ -39,6 +40,7 @@ def chat_request(
         conversations=messages_proto(messages),
         modelParameters=model_parameters(model, parameters),
         toolDefinitions=tools_proto(tools),
+        sessionId=session_id or "",
     )
 
 
@@ -62,6 +64,10 @@ def ensure_fits(request: Message, limit: int, *, request_id: str | None = None) 
 
 def cancel_request(request_id: str) -> pb.ChatRequest:
     return pb.ChatRequest(requestId=request_id, action=pb.REQUEST_ACTION_CANCEL)
+
+
+def ping_request(request_id: str) -> pb.ChatRequest:
+    return pb.ChatRequest(requestId=request_id, action=pb.REQUEST_ACTION_PING)
 
 
 def _numbered(texts: str | Sequence[str], name: str) -> dict[int, str]:

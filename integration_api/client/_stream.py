@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
@@ -39,7 +40,14 @@ from integration_api.client._errors import (
     StreamClosedError,
     StreamInterruptedError,
 )
-from integration_api.client._requests import Parameters, cancel_request, chat_request, ensure_fits, new_request_id
+from integration_api.client._requests import (
+    Parameters,
+    cancel_request,
+    chat_request,
+    ensure_fits,
+    new_request_id,
+    ping_request,
+)
 from integration_api.client._response import AsyncChatResponse, RequestState
 from integration_api.client._results import is_duplicate_refusal, is_terminal
 from integration_api.client._transport import AsyncTransport, StreamCall
@@ -107,6 +115,7 @@ class AsyncChatStream:
         self._reconnect_attempts = reconnect_attempts
         self._max_message_bytes = max_message_bytes
         self._pending: dict[str, RequestState] = {}
+        self._pings: dict[str, asyncio.Future[None]] = {}
         self._connection: _Connection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._failure: IntegrationAPIError | None = None
@@ -125,11 +134,14 @@ class AsyncChatStream:
         tools: Iterable[ToolParam] | None = None,
         parameters: Parameters | None = None,
         request_id: str | None = None,
+        session_id: str | None = None,
     ) -> AsyncChatResponse:
         """Send one request on this stream now; returns its response (an async iterator of events).
 
         `messages` are dicts like ``{"role": "user", "content": "hi"}`` or message objects; `parameters` are
         plain values sent as ``model.<name>`` (the prefix is optional); `request_id` defaults to a new uuid4 hex.
+        With `session_id` (a session of the gateway's SessionService), send only the new message(s): the gateway
+        holds the history.
         A request over the client's `max_message_bytes` raises `RequestTooLargeError` and is not sent (the stream
         and its other requests are untouched).
         """
@@ -145,6 +157,7 @@ class AsyncChatStream:
             credential=credential or self._credential,
             tools=tools,
             parameters=parameters,
+            session_id=session_id,
         )
         ensure_fits(request, self._max_message_bytes, request_id=request_id)
         state = RequestState(request)
@@ -155,6 +168,31 @@ class AsyncChatStream:
             del self._pending[request_id]
             raise
         return AsyncChatResponse(state, self._cancel)
+
+    async def ping(self, within: float = 5.0) -> float:
+        """Check the stream is alive: send a PING, wait for the gateway's PONG; returns the round trip in seconds.
+
+        Raises `APIConnectionError` when no PONG arrives `within` seconds (or the stream is reconnecting).
+        """
+        self._raise_if_unusable()
+        if self._connection is None and not self._reconnecting():
+            self._connect()
+        connection = self._connection
+        if connection is None:
+            raise APIConnectionError(f"the stream to {self._transport.target} is reconnecting; ping it again later")
+        request_id = new_request_id()
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pings[request_id] = answered
+        started = time.perf_counter()
+        try:
+            connection.send(ping_request(request_id))
+            async with asyncio.timeout(within):
+                await answered
+        except TimeoutError as exc:
+            raise APIConnectionError(f"no PONG from {self._transport.target} within {within:g} s") from exc
+        finally:
+            self._pings.pop(request_id, None)
+        return time.perf_counter() - started
 
     @property
     def provider(self) -> str | None:
@@ -242,6 +280,11 @@ class AsyncChatStream:
     def _route(self, frame: pb.ChatResponse) -> None:
         self._failed_attempts = 0  # the call works
         self._ever_connected = True
+        if frame.pong:  # the answer to a ping(), never a request's frame
+            answered = self._pings.get(frame.requestId)
+            if answered is not None and not answered.done():
+                answered.set_result(None)
+            return
         state = self._pending.get(frame.requestId)
         if state is None:
             return  # a request already ended here (e.g. cancelled locally); nobody waits for it

@@ -118,6 +118,7 @@ class ChatStream:
         tools: Iterable[ToolParam] | None = None,
         parameters: Parameters | None = None,
         request_id: str | None = None,
+        session_id: str | None = None,
     ) -> ChatResponse:
         """Send one request on this stream now; returns its response (an iterator of events)."""
         messages = list(messages)
@@ -130,9 +131,14 @@ class ChatStream:
                 tools=tools,
                 parameters=parameters,
                 request_id=request_id,
+                session_id=session_id,
             )
 
         return ChatResponse(self._loop, self._loop.run(_call(send)))
+
+    def ping(self, within: float = 5.0) -> float:
+        """Send a PING on the stream and wait for the PONG; returns the round trip in seconds."""
+        return float(self._loop.run(self._inner.ping(within)))
 
     def close(self) -> None:
         """Close the call; requests still in flight fail with `StreamClosedError`. Idempotent."""

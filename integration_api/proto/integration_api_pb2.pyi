@@ -38,6 +38,10 @@ class _RequestActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Request
     """Cancel the in-flight request with the same requestId on this stream; every other field is ignored.
     The cancelled request ends with one error frame whose status is CANCELLED.
     """
+    REQUEST_ACTION_PING: _RequestAction.ValueType  # 2
+    """Added (revision 3): a liveness check of the stream: answered at once by one PONG frame (`ChatResponse.pong`)
+    echoing this requestId; not a request (no terminal frame) and every other field is ignored.
+    """
 
 class RequestAction(_RequestAction, metaclass=_RequestActionEnumTypeWrapper):
     """Added (revision 2): what a ChatRequest asks the server to do."""
@@ -47,6 +51,10 @@ REQUEST_ACTION_START: RequestAction.ValueType  # 0
 REQUEST_ACTION_CANCEL: RequestAction.ValueType  # 1
 """Cancel the in-flight request with the same requestId on this stream; every other field is ignored.
 The cancelled request ends with one error frame whose status is CANCELLED.
+"""
+REQUEST_ACTION_PING: RequestAction.ValueType  # 2
+"""Added (revision 3): a liveness check of the stream: answered at once by one PONG frame (`ChatResponse.pong`)
+echoing this requestId; not a request (no terminal frame) and every other field is ignored.
 """
 Global___RequestAction: _TypeAlias = RequestAction  # noqa: Y015
 
@@ -532,11 +540,16 @@ class ChatRequest(_message.Message):
     TOOLDEFINITIONS_FIELD_NUMBER: _builtins.int
     PROVIDERNAME_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    SESSIONID_FIELD_NUMBER: _builtins.int
     requestId: _builtins.str
     providerName: _builtins.str
     """Revision 1 (newer clients): the provider to use on UnifiedProviderService (ignored by per-provider services)."""
     action: Global___RequestAction.ValueType
     """Added (revision 2): START (default) or CANCEL of the request with this requestId."""
+    sessionId: _builtins.str
+    """Added (revision 3): a conversation kept by the server (SessionService). `conversations` then holds only the
+    new user or tool message(s): the server prepends the session's system prompt and history.
+    """
     @_builtins.property
     def credential(self) -> Global___Credential: ...
     @_builtins.property
@@ -560,10 +573,11 @@ class ChatRequest(_message.Message):
         toolDefinitions: _abc.Iterable[Global___ToolDefinition] | None = ...,
         providerName: _builtins.str = ...,
         action: Global___RequestAction.ValueType = ...,
+        sessionId: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "additionalData", b"additionalData", "conversations", b"conversations", "credential", b"credential", "modelParameters", b"modelParameters", "providerName", b"providerName", "requestId", b"requestId", "toolDefinitions", b"toolDefinitions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "additionalData", b"additionalData", "conversations", b"conversations", "credential", b"credential", "modelParameters", b"modelParameters", "providerName", b"providerName", "requestId", b"requestId", "sessionId", b"sessionId", "toolDefinitions", b"toolDefinitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,12 +623,15 @@ class ChatResponse(_message.Message):
     FINISHREASON_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    PONG_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     success: _builtins.bool
     requestId: _builtins.str
     finishReason: _builtins.str
     final: _builtins.bool
     """Added (revision 2): true on the one terminal frame of a request (the final frame or the error frame)."""
+    pong: _builtins.bool
+    """Added (revision 3): true on the answer to a PING (requestId echoed, final=false, success=true, no metrics)."""
     @_builtins.property
     def data(self) -> Global___Message: ...
     @_builtins.property
@@ -637,10 +654,11 @@ class ChatResponse(_message.Message):
         finishReason: _builtins.str = ...,
         final: _builtins.bool = ...,
         usage: Global___Usage | None = ...,
+        pong: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "data", b"data", "error", b"error", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "code", b"code", "data", b"data", "error", b"error", "final", b"final", "finishReason", b"finishReason", "metrics", b"metrics", "requestId", b"requestId", "success", b"success", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "code", b"code", "data", b"data", "error", b"error", "final", b"final", "finishReason", b"finishReason", "metrics", b"metrics", "pong", b"pong", "requestId", b"requestId", "success", b"success", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__data: _TypeAlias = _typing.Literal["data"]  # noqa: Y015
     _WhichOneofArgType__data: _TypeAlias = _typing.Literal["_data", b"_data"]  # noqa: Y015
@@ -1255,3 +1273,435 @@ class GetVersionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVersionResponse: _TypeAlias = GetVersionResponse  # noqa: Y015
+
+@_typing.final
+class SessionInfo(_message.Message):
+    """---------------------------------------------------------------------------------------------------------------
+    Sessions and server stats (added in revision 3)
+    ---------------------------------------------------------------------------------------------------------------
+
+    A conversation kept by the server. Credentials are never stored: every ChatRequest carries its own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ModelParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _any_pb2.Any: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _any_pb2.Any | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SESSIONID_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONID_FIELD_NUMBER: _builtins.int
+    PROJECTID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SYSTEMPROMPT_FIELD_NUMBER: _builtins.int
+    MODELPARAMETERS_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    CREATEDATMS_FIELD_NUMBER: _builtins.int
+    LASTUSEDATMS_FIELD_NUMBER: _builtins.int
+    EXPIRESATMS_FIELD_NUMBER: _builtins.int
+    MESSAGECOUNT_FIELD_NUMBER: _builtins.int
+    REQUESTCOUNT_FIELD_NUMBER: _builtins.int
+    INPUTTOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUTTOKENS_FIELD_NUMBER: _builtins.int
+    TRIMMEDMESSAGES_FIELD_NUMBER: _builtins.int
+    sessionId: _builtins.str
+    organizationId: _builtins.str
+    """the owner: the principal that created it"""
+    projectId: _builtins.str
+    provider: _builtins.str
+    model: _builtins.str
+    systemPrompt: _builtins.str
+    createdAtMs: _builtins.int
+    """Unix time in milliseconds"""
+    lastUsedAtMs: _builtins.int
+    expiresAtMs: _builtins.int
+    """when it expires unless used again"""
+    messageCount: _builtins.int
+    """messages in the history now"""
+    requestCount: _builtins.int
+    """requests that succeeded on it"""
+    inputTokens: _builtins.int
+    outputTokens: _builtins.int
+    trimmedMessages: _builtins.int
+    """messages dropped from the history by the trim policy so far"""
+    @_builtins.property
+    def modelParameters(self) -> _containers.MessageMap[_builtins.str, _any_pb2.Any]: ...
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
+        """the history, oldest first (GetSessionInfo with includeMessages only)"""
+
+    def __init__(
+        self,
+        *,
+        sessionId: _builtins.str = ...,
+        organizationId: _builtins.str = ...,
+        projectId: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        systemPrompt: _builtins.str = ...,
+        modelParameters: _abc.Mapping[_builtins.str, _any_pb2.Any] | None = ...,
+        messages: _abc.Iterable[Global___Message] | None = ...,
+        createdAtMs: _builtins.int = ...,
+        lastUsedAtMs: _builtins.int = ...,
+        expiresAtMs: _builtins.int = ...,
+        messageCount: _builtins.int = ...,
+        requestCount: _builtins.int = ...,
+        inputTokens: _builtins.int = ...,
+        outputTokens: _builtins.int = ...,
+        trimmedMessages: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["createdAtMs", b"createdAtMs", "expiresAtMs", b"expiresAtMs", "inputTokens", b"inputTokens", "lastUsedAtMs", b"lastUsedAtMs", "messageCount", b"messageCount", "messages", b"messages", "model", b"model", "modelParameters", b"modelParameters", "organizationId", b"organizationId", "outputTokens", b"outputTokens", "projectId", b"projectId", "provider", b"provider", "requestCount", b"requestCount", "sessionId", b"sessionId", "systemPrompt", b"systemPrompt", "trimmedMessages", b"trimmedMessages"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionInfo: _TypeAlias = SessionInfo  # noqa: Y015
+
+@_typing.final
+class CreateSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ModelParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _any_pb2.Any: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _any_pb2.Any | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PROVIDERNAME_FIELD_NUMBER: _builtins.int
+    SYSTEMPROMPT_FIELD_NUMBER: _builtins.int
+    MODELPARAMETERS_FIELD_NUMBER: _builtins.int
+    providerName: _builtins.str
+    """empty: the server's default provider"""
+    systemPrompt: _builtins.str
+    @_builtins.property
+    def modelParameters(self) -> _containers.MessageMap[_builtins.str, _any_pb2.Any]:
+        """Defaults for every request of the session (`model.name` is its model); a request's own parameters win."""
+
+    def __init__(
+        self,
+        *,
+        providerName: _builtins.str = ...,
+        systemPrompt: _builtins.str = ...,
+        modelParameters: _abc.Mapping[_builtins.str, _any_pb2.Any] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["modelParameters", b"modelParameters", "providerName", b"providerName", "systemPrompt", b"systemPrompt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSessionRequest: _TypeAlias = CreateSessionRequest  # noqa: Y015
+
+@_typing.final
+class CreateSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___SessionInfo: ...
+    def __init__(
+        self,
+        *,
+        session: Global___SessionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSessionResponse: _TypeAlias = CreateSessionResponse  # noqa: Y015
+
+@_typing.final
+class GetSessionInfoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONID_FIELD_NUMBER: _builtins.int
+    INCLUDEMESSAGES_FIELD_NUMBER: _builtins.int
+    sessionId: _builtins.str
+    includeMessages: _builtins.bool
+    def __init__(
+        self,
+        *,
+        sessionId: _builtins.str = ...,
+        includeMessages: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["includeMessages", b"includeMessages", "sessionId", b"sessionId"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionInfoRequest: _TypeAlias = GetSessionInfoRequest  # noqa: Y015
+
+@_typing.final
+class GetSessionInfoResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___SessionInfo: ...
+    def __init__(
+        self,
+        *,
+        session: Global___SessionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionInfoResponse: _TypeAlias = GetSessionInfoResponse  # noqa: Y015
+
+@_typing.final
+class ListSessionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """at most this many, most recently used first (0: the server's maximum, 1000)"""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSessionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionInfo]:
+        """without their messages"""
+
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___SessionInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONID_FIELD_NUMBER: _builtins.int
+    sessionId: _builtins.str
+    def __init__(
+        self,
+        *,
+        sessionId: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessionId", b"sessionId"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSessionRequest: _TypeAlias = DeleteSessionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONID_FIELD_NUMBER: _builtins.int
+    sessionId: _builtins.str
+    def __init__(
+        self,
+        *,
+        sessionId: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessionId", b"sessionId"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015
+
+@_typing.final
+class GetServerStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServerStatsRequest: _TypeAlias = GetServerStatsRequest  # noqa: Y015
+
+@_typing.final
+class LatencyStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    AVERAGEMS_FIELD_NUMBER: _builtins.int
+    P50MS_FIELD_NUMBER: _builtins.int
+    P95MS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    averageMs: _builtins.float
+    p50Ms: _builtins.float
+    p95Ms: _builtins.float
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        averageMs: _builtins.float = ...,
+        p50Ms: _builtins.float = ...,
+        p95Ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["averageMs", b"averageMs", "count", b"count", "p50Ms", b"p50Ms", "p95Ms", b"p95Ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LatencyStats: _TypeAlias = LatencyStats  # noqa: Y015
+
+@_typing.final
+class ProviderStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REQUESTSTOTAL_FIELD_NUMBER: _builtins.int
+    REQUESTSSUCCEEDED_FIELD_NUMBER: _builtins.int
+    REQUESTSFAILED_FIELD_NUMBER: _builtins.int
+    INFLIGHTREQUESTS_FIELD_NUMBER: _builtins.int
+    TIMETOFIRSTTOKEN_FIELD_NUMBER: _builtins.int
+    TOTALTIME_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    requestsTotal: _builtins.int
+    requestsSucceeded: _builtins.int
+    requestsFailed: _builtins.int
+    inflightRequests: _builtins.int
+    @_builtins.property
+    def timeToFirstToken(self) -> Global___LatencyStats: ...
+    @_builtins.property
+    def totalTime(self) -> Global___LatencyStats: ...
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        requestsTotal: _builtins.int = ...,
+        requestsSucceeded: _builtins.int = ...,
+        requestsFailed: _builtins.int = ...,
+        inflightRequests: _builtins.int = ...,
+        timeToFirstToken: Global___LatencyStats | None = ...,
+        totalTime: Global___LatencyStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeToFirstToken", b"timeToFirstToken", "totalTime", b"totalTime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inflightRequests", b"inflightRequests", "provider", b"provider", "requestsFailed", b"requestsFailed", "requestsSucceeded", b"requestsSucceeded", "requestsTotal", b"requestsTotal", "timeToFirstToken", b"timeToFirstToken", "totalTime", b"totalTime"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderStats: _TypeAlias = ProviderStats  # noqa: Y015
+
+@_typing.final
+class GetServerStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPTIMESECONDS_FIELD_NUMBER: _builtins.int
+    REQUESTSTOTAL_FIELD_NUMBER: _builtins.int
+    REQUESTSSUCCEEDED_FIELD_NUMBER: _builtins.int
+    REQUESTSFAILED_FIELD_NUMBER: _builtins.int
+    ACTIVESTREAMS_FIELD_NUMBER: _builtins.int
+    INFLIGHTREQUESTS_FIELD_NUMBER: _builtins.int
+    SESSIONSACTIVE_FIELD_NUMBER: _builtins.int
+    SESSIONSCREATED_FIELD_NUMBER: _builtins.int
+    TIMETOFIRSTTOKEN_FIELD_NUMBER: _builtins.int
+    TOTALTIME_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    uptimeSeconds: _builtins.float
+    requestsTotal: _builtins.int
+    """requests that reached a provider, since this process started"""
+    requestsSucceeded: _builtins.int
+    requestsFailed: _builtins.int
+    """failed or cancelled"""
+    activeStreams: _builtins.int
+    inflightRequests: _builtins.int
+    sessionsActive: _builtins.int
+    """unexpired sessions in the store (every replica's, with Redis)"""
+    sessionsCreated: _builtins.int
+    """by this process since it started"""
+    @_builtins.property
+    def timeToFirstToken(self) -> Global___LatencyStats: ...
+    @_builtins.property
+    def totalTime(self) -> Global___LatencyStats: ...
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderStats]: ...
+    def __init__(
+        self,
+        *,
+        uptimeSeconds: _builtins.float = ...,
+        requestsTotal: _builtins.int = ...,
+        requestsSucceeded: _builtins.int = ...,
+        requestsFailed: _builtins.int = ...,
+        activeStreams: _builtins.int = ...,
+        inflightRequests: _builtins.int = ...,
+        sessionsActive: _builtins.int = ...,
+        sessionsCreated: _builtins.int = ...,
+        timeToFirstToken: Global___LatencyStats | None = ...,
+        totalTime: Global___LatencyStats | None = ...,
+        providers: _abc.Iterable[Global___ProviderStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timeToFirstToken", b"timeToFirstToken", "totalTime", b"totalTime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activeStreams", b"activeStreams", "inflightRequests", b"inflightRequests", "providers", b"providers", "requestsFailed", b"requestsFailed", "requestsSucceeded", b"requestsSucceeded", "requestsTotal", b"requestsTotal", "sessionsActive", b"sessionsActive", "sessionsCreated", b"sessionsCreated", "timeToFirstToken", b"timeToFirstToken", "totalTime", b"totalTime", "uptimeSeconds", b"uptimeSeconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetServerStatsResponse: _TypeAlias = GetServerStatsResponse  # noqa: Y015

@@ -1977,3 +1977,253 @@ class UnifiedProviderService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SessionServiceStub:
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateSession = channel.unary_unary(
+                '/integration_api.SessionService/CreateSession',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.CreateSessionResponse.FromString,
+                _registered_method=True)
+        self.GetSessionInfo = channel.unary_unary(
+                '/integration_api.SessionService/GetSessionInfo',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/integration_api.SessionService/ListSessions',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/integration_api.SessionService/DeleteSession',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionResponse.FromString,
+                _registered_method=True)
+        self.GetServerStats = channel.unary_unary(
+                '/integration_api.SessionService/GetServerStats',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsResponse.FromString,
+                _registered_method=True)
+
+
+class SessionServiceServicer:
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    def CreateSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSessionInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServerStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SessionServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.CreateSessionRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.CreateSessionResponse.SerializeToString,
+            ),
+            'GetSessionInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSessionInfo,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.ListSessionsRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'GetServerStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerStats,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'integration_api.SessionService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('integration_api.SessionService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SessionService:
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.SessionService/CreateSession',
+            integration__api_dot_proto_dot_integration__api__pb2.CreateSessionRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.CreateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSessionInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.SessionService/GetSessionInfo',
+            integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.GetSessionInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.SessionService/ListSessions',
+            integration__api_dot_proto_dot_integration__api__pb2.ListSessionsRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.SessionService/DeleteSession',
+            integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.SessionService/GetServerStats',
+            integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.GetServerStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -522,3 +522,73 @@ class UnifiedProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         """Added (revision 2): server version, protocol revision and what each enabled provider serves."""
 
 def add_UnifiedProviderServiceServicer_to_server(servicer: UnifiedProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class SessionServiceStub:
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SessionServiceAsyncStub: ...
+    CreateSession: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.CreateSessionRequest, _integration_api_pb2.CreateSessionResponse]
+    GetSessionInfo: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.GetSessionInfoRequest, _integration_api_pb2.GetSessionInfoResponse]
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.ListSessionsRequest, _integration_api_pb2.ListSessionsResponse]
+    DeleteSession: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.DeleteSessionRequest, _integration_api_pb2.DeleteSessionResponse]
+    GetServerStats: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.GetServerStatsRequest, _integration_api_pb2.GetServerStatsResponse]
+
+@_typing.type_check_only
+class SessionServiceAsyncStub(SessionServiceStub):
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateSession: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.CreateSessionRequest, _integration_api_pb2.CreateSessionResponse]  # type: ignore[assignment]
+    GetSessionInfo: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.GetSessionInfoRequest, _integration_api_pb2.GetSessionInfoResponse]  # type: ignore[assignment]
+    ListSessions: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.ListSessionsRequest, _integration_api_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    DeleteSession: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.DeleteSessionRequest, _integration_api_pb2.DeleteSessionResponse]  # type: ignore[assignment]
+    GetServerStats: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.GetServerStatsRequest, _integration_api_pb2.GetServerStatsResponse]  # type: ignore[assignment]
+
+class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Added (revision 3): conversations kept by the server, and the server's own counters. Authenticated like every
+    RPC; a principal sees only its own project's sessions (another project's session id is NOT_FOUND).
+    """
+
+    @_abc_1.abstractmethod
+    def CreateSession(
+        self,
+        request: _integration_api_pb2.CreateSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.CreateSessionResponse, _abc.Awaitable[_integration_api_pb2.CreateSessionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetSessionInfo(
+        self,
+        request: _integration_api_pb2.GetSessionInfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.GetSessionInfoResponse, _abc.Awaitable[_integration_api_pb2.GetSessionInfoResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _integration_api_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.ListSessionsResponse, _abc.Awaitable[_integration_api_pb2.ListSessionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSession(
+        self,
+        request: _integration_api_pb2.DeleteSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.DeleteSessionResponse, _abc.Awaitable[_integration_api_pb2.DeleteSessionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetServerStats(
+        self,
+        request: _integration_api_pb2.GetServerStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.GetServerStatsResponse, _abc.Awaitable[_integration_api_pb2.GetServerStatsResponse]]: ...
+
+def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,160 @@
+"""The embedded session store: one SQLite file in the data directory (WAL), survives a restart.
+
+Every statement runs on one thread of the store's own (a single-worker executor that owns the connection), so the
+event loop never waits on the disk and the connection is only ever used from one thread. Several server processes
+(``serve --workers N``) may share the file: WAL lets readers and the one writer work at once, a busy writer is
+waited for (``busy_timeout``), and `replace` is compare-and-set on the revision, so no process overwrites another's
+turn. `synchronous=NORMAL` (WAL): a crash of the process loses nothing; a power loss may lose the last turns.
+Expired rows are deleted lazily, when sessions are created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from integration_api.errors import Unavailable
+from integration_api.sessions import codec
+from integration_api.sessions.store import MAX_LIST, Owner, Session, SessionStore
+
+T = TypeVar("T")
+FILE_NAME = "sessions.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    organization_id TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    last_used_at REAL NOT NULL,
+    revision INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (organization_id, project_id, last_used_at);
+CREATE INDEX IF NOT EXISTS sessions_by_use ON sessions (last_used_at);
+"""
+
+
+class SqliteSessionStore(SessionStore):
+    def __init__(self, data_dir: Path, ttl_s: float) -> None:
+        super().__init__(ttl_s)
+        self.path = data_dir / FILE_NAME
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sessions-sqlite")
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+
+    # --- the store's thread --------------------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one statement, one write
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(_SCHEMA)
+            self._connection = connection
+        return self._connection
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            try:
+                return operation(self._db())
+            except sqlite3.Error as exc:
+                raise Unavailable(f"the session store ({self.path}) failed: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    # --- SessionStore --------------------------------------------------------------------------------------------
+
+    async def create(self, session: Session, now: float) -> None:
+        cutoff = now - self.ttl_s
+
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM sessions WHERE last_used_at <= ?", (cutoff,))
+            db.execute(
+                "INSERT INTO sessions (id, organization_id, project_id, last_used_at, revision, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (*_key(session.owner, session.id), session.last_used_at, session.revision, codec.encode(session)),
+            )
+
+        await self._run(insert)
+
+    async def get(self, owner: Owner, session_id: str, now: float) -> Session | None:
+        def select(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "SELECT body FROM sessions WHERE id = ? AND organization_id = ? AND project_id = ?"
+                " AND last_used_at > ?",
+                (*_key(owner, session_id), now - self.ttl_s),
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        body = await self._run(select)
+        return None if body is None else codec.decode(body)
+
+    async def list(self, owner: Owner, now: float, limit: int = MAX_LIST) -> list[Session]:
+        def select(db: sqlite3.Connection) -> list[bytes]:
+            rows = db.execute(
+                "SELECT body FROM sessions WHERE organization_id = ? AND project_id = ? AND last_used_at > ?"
+                " ORDER BY last_used_at DESC LIMIT ?",
+                (owner.organization_id, owner.project_id, now - self.ttl_s, limit),
+            ).fetchall()
+            return [bytes(row[0]) for row in rows]
+
+        return [codec.decode(body) for body in await self._run(select)]
+
+    async def replace(self, session: Session, expected_revision: int, now: float) -> bool:
+        def update(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE sessions SET last_used_at = ?, revision = ?, body = ?"
+                " WHERE id = ? AND organization_id = ? AND project_id = ? AND revision = ? AND last_used_at > ?",
+                (
+                    session.last_used_at,
+                    session.revision,
+                    codec.encode(session),
+                    *_key(session.owner, session.id),
+                    expected_revision,
+                    now - self.ttl_s,
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(update)
+
+    async def delete(self, owner: Owner, session_id: str, now: float) -> bool:
+        def remove(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "DELETE FROM sessions WHERE id = ? AND organization_id = ? AND project_id = ? AND last_used_at > ?",
+                (*_key(owner, session_id), now - self.ttl_s),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(remove)
+
+    async def count_active(self, now: float) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT COUNT(*) FROM sessions WHERE last_used_at > ?", (now - self.ttl_s,)).fetchone()
+            return int(row[0])
+
+        return await self._run(count)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+
+def _key(owner: Owner, session_id: str) -> tuple[str, str, str]:
+    return session_id, owner.organization_id, owner.project_id

@@ -1,0 +1,32 @@
+"""`ServerState`: what the default pipeline layers share across requests, built once per server.
+
+The stats counters and the sessions (over the store the settings choose); the gateway serves SessionService from
+the same object, and closes its store when the server stops.
+"""
+
+from __future__ import annotations
+
+from integration_api.sessions.manager import Sessions
+from integration_api.sessions.stats import ServerStats
+from integration_api.sessions.store import SessionStore
+from integration_api.settings import Settings
+
+
+def open_store(settings: Settings) -> SessionStore:
+    """Redis when `redis_url` is set (replicas share sessions), else SQLite in the data directory."""
+    if settings.redis_url:
+        from integration_api.sessions.redis_store import RedisSessionStore  # only servers that use Redis import it
+
+        return RedisSessionStore(settings.redis_url.get_secret_value(), settings.session_ttl_s)
+    from integration_api.sessions.sqlite_store import SqliteSessionStore
+
+    return SqliteSessionStore(settings.data_dir, settings.session_ttl_s)
+
+
+class ServerState:
+    def __init__(self, settings: Settings, store: SessionStore | None = None) -> None:
+        self.stats = ServerStats()
+        self.sessions = Sessions(settings, store if store is not None else open_store(settings), self.stats)
+
+    async def aclose(self) -> None:
+        await self.sessions.store.aclose()

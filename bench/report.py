@@ -88,6 +88,8 @@ TARGETS = (
     Target("(c)/(e) first-frame p50, 1 stream", _ratio("c", "e", 1, _ff_p50), "<=", 0.1),
     Target("(c)/(e) first-frame p50, 50 streams", _ratio("c", "e", 50, _ff_p50), "<=", 0.1),
     Target("idle stream memory, gateway/bare", _memory_ratio, "<=", 1.5),
+    Target("bridge WebSocket (w)/(b) gRPC requests/s, 1 stream", _ratio("w", "b", 1, _rps), ">=", 0.6),
+    Target("bridge WebSocket (w)/(b) gRPC requests/s, 50 streams", _ratio("w", "b", 50, _rps), ">=", 0.6),
     Target("(b)/(a) server CPU per request, 1 stream", _ratio("b", "a", 1, _server_cpu), "info"),
     Target("(b)/(a) server CPU per request, 50 streams", _ratio("b", "a", 50, _server_cpu), "info"),
     # The ceilings: (c) cannot beat the gateway with a free provider (b), nor (b) bare grpc.aio (a).

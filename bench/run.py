@@ -2,7 +2,8 @@
 
 (a) bare grpc.aio echo, (b) gateway + simulated provider, (c) gateway + OpenAI adapter -> emulator, (d) openai
 SDK -> emulator, (d2) aiohttp -> emulator, (e) LiteLLM proxy -> emulator (when ``make bench-peers`` installed
-it), at 1 and 50 concurrent streams; (b2) and (c2), (b) and (c) with ``serve --workers 2``, at 50; then memory
+it), (w) (b) over the gRPC-JSON bridge's WebSocket, at 1 and 50 concurrent streams; (b2) and (c2), (b) and (c)
+with ``serve --workers 2``, at 50; then memory
 per idle stream (``mem``: gateway vs bare echo). Writes
 ``<out>/latest.md`` and ``<out>/latest.json`` and prints the markdown.
 

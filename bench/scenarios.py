@@ -19,6 +19,7 @@ from bench import peers
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, machine_busy_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway
+from bench.ws_load import WebSocketStreamChatLoad
 from integration_api.loadtest import GrpcLoad, LoadConfig, LoadJob, run_processes
 
 WORDS = 20  # text frames per request; each request ends with one more, the final frame
@@ -90,6 +91,17 @@ def _setup_simulated(ctx: Context, stack: contextlib.ExitStack, workers: int = 1
     return Setup(gateway.server, None, _grpc_jobs(config))
 
 
+def _setup_bridge(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    """(b)'s requests over the gRPC-JSON bridge's WebSocket instead of gRPC: the same gateway process and provider."""
+    gateway = start_gateway(ctx.log_dir, http=True)
+    stack.callback(gateway.stop)
+    base_url = f"ws://127.0.0.1:{gateway.http_port}"
+    parameters = {"simulated_reply": REPLY}
+    return Setup(
+        gateway.server, None, _http_jobs(lambda n: WebSocketStreamChatLoad(base_url, gateway.api_key, n, parameters))
+    )
+
+
 def _setup_openai_adapter(ctx: Context, stack: contextlib.ExitStack, workers: int = 1) -> Setup:
     emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
     gateway = start_gateway(ctx.log_dir, emulator=emulator, workers=workers)
@@ -144,6 +156,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
         ),
+        Scenario("w", "bridge WebSocket StreamChat, simulated provider", (1, 50), _setup_bridge),
         Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
         Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),
         Scenario("e", "LiteLLM proxy -> emulator", (1, 50), _setup_litellm),

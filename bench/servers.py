@@ -23,6 +23,7 @@ class Gateway:
     server: ServerProcess
     api_key: str
     data_dir: Path
+    http_port: int = 0  # the HTTP front door's port (0: off)
 
     def stop(self) -> None:
         """Stop the process, then remove its key store."""
@@ -55,14 +56,22 @@ def emulator_base_url(emulator: ServerProcess) -> str:
 
 
 def start_gateway(
-    log_dir: Path, *, emulator: ServerProcess | None = None, name: str = "gateway", workers: int = 1
+    log_dir: Path,
+    *,
+    emulator: ServerProcess | None = None,
+    name: str = "gateway",
+    workers: int = 1,
+    http: bool = False,
 ) -> Gateway:
+    """`http`: also serve the HTTP front door (on a free port; otherwise HTTP is off)."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     api_key, _ = ApiKeyStore(data_dir).create(name="bench", organization_id="bench", project_id="bench")
+    http_port = free_port() if http else 0
     env = {
         "INTEGRATION_API_DATA_DIR": str(data_dir),
         "INTEGRATION_API_LOG_LEVEL": "WARNING",
         "INTEGRATION_API_AUTH_DISABLED": "false",
+        "INTEGRATION_API_HTTP_PORT": str(http_port),
     }
     if emulator is not None:
         env["INTEGRATION_API_PROVIDER_BASE_URLS"] = json.dumps({"openai": emulator_base_url(emulator)})
@@ -74,4 +83,4 @@ def start_gateway(
     except BaseException:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return Gateway(server, api_key, data_dir)
+    return Gateway(server, api_key, data_dir, http_port)

@@ -60,10 +60,12 @@ function connect() {
   ws.addEventListener("close", (event) => {
     if (socket === ws) socket = ready = null;
     const failed = status && status.code !== "OK";
-    const why = failed ? `${status.code}: ${status.message}` : `connection closed (${event.code})`;
-    if (failed) showNotice(why);
+    if (failed) showNotice(`${status.code}: ${status.message}`);
     setConnection(failed ? "error" : "closed", failed ? status.code.toLowerCase().replaceAll("_", " ") : "not connected");
-    for (const reply of [...inFlight.values()]) reply.end("error", why);
+    for (const reply of [...inFlight.values()]) {
+      if (failed) reply.end("error", status.code, status.message);
+      else reply.end("error", "disconnected", `the connection closed (${event.code}) before the reply ended`);
+    }
   });
   return ready;
 }
@@ -132,8 +134,10 @@ class Reply {
     this.textNode = element("div", "text");
     this.toolNode = element("pre", "tools");
     this.toolNode.hidden = true;
+    this.errorNode = element("p", "error");
+    this.errorNode.hidden = true;
     this.statsNode = element("div", "stats", "");
-    this.node.append(head, this.textNode, this.toolNode, this.statsNode);
+    this.node.append(head, this.textNode, this.toolNode, this.errorNode, this.statsNode);
     addToLog(this.node);
     inFlight.set(requestId, this);
   }
@@ -145,13 +149,16 @@ class Reply {
       if (!this.text && message.contents) this.append(message.contents.join(""));
       if (frame.success === false || frame.error) {
         const cancelled = frame.error?.status === "CANCELLED";
-        this.end(cancelled ? "cancelled" : "error", cancelled ? "cancelled" : describe(frame.error));
+        if (cancelled) this.end("cancelled", "cancelled");
+        else this.end("error", frame.error?.status || "error", frame.error?.humanMessage || frame.error?.errorMessage);
       } else {
-        this.end("done", frame.finishReason && frame.finishReason !== "stop" ? `done (${frame.finishReason})` : "done", frame.usage);
+        const finish = frame.finishReason && frame.finishReason !== "stop" ? `done (${frame.finishReason})` : "done";
+        this.end("done", finish, "", frame.usage);
       }
       return;
     }
-    if (frame.error) showNotice(`${this.id}: ${describe(frame.error)}`); // e.g. a duplicate id refused: not terminal
+    // e.g. a duplicate id refused: not this request's terminal frame
+    if (frame.error) showNotice(`${frame.error.status}: ${frame.error.humanMessage || frame.error.errorMessage}`);
     for (const text of message.contents ?? []) this.append(text);
     for (const call of message.toolCalls ?? []) this.addToolCall(call);
   }
@@ -181,6 +188,7 @@ class Reply {
 
   // Time to first token, and the rate of the words streamed after the first one (words, not vendor tokens).
   showStats(usage) {
+    if (!this.firstAt) return; // nothing streamed: no figures to show
     const parts = [];
     if (this.firstAt) parts.push(`first token ${Math.round(this.firstAt - this.sentAt)} ms`);
     parts.push(`${this.words} word${this.words === 1 ? "" : "s"}`);
@@ -203,20 +211,18 @@ class Reply {
     }
   }
 
-  end(state, text, usage) {
+  end(state, text, detail, usage) {
     if (!inFlight.delete(this.id)) return;
     this.node.dataset.state = state;
     this.statusNode.textContent = text;
     this.cancelButton.remove();
     this.showStats(usage);
+    if (detail) {
+      this.errorNode.textContent = detail;
+      this.errorNode.hidden = false;
+    }
     if (state === "done") history.push({ role: "user", text: this.prompt }, { role: "assistant", text: this.text });
   }
-}
-
-function describe(error) {
-  if (!error) return "error";
-  const text = error.humanMessage || error.errorMessage || "";
-  return `${error.status || error.errorCode || "error"}${text ? `: ${text}` : ""}`;
 }
 
 async function send(event) {
@@ -236,7 +242,7 @@ async function send(event) {
     const ws = await connect();
     if (inFlight.has(requestId)) ws.send(JSON.stringify(request)); // not when cancelled while connecting
   } catch (error) {
-    reply.end("error", error.message);
+    reply.end("error", "not connected", error.message);
   }
 }
 

@@ -7,7 +7,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 PROTO_SRC := protos/integration_api/proto/integration_api.proto
 PROTO_OUT := integration_api/proto
 
-.PHONY: help venv wheelhouse demo test lint typecheck protos protos-check check fuzz bench bench-soak bench-peers clean
+.PHONY: help venv wheelhouse browser demo test lint typecheck protos protos-check check fuzz bench bench-soak bench-peers clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,10 @@ demo: venv ## Start a server and stream a reply from the built-in simulated prov
 
 test: venv ## Run the whole test suite.
 	$(BIN)/pytest
+
+# Playwright (the dev extra) drives the system's chromium; it never downloads a browser (no `playwright install`).
+browser: ## Install Debian's chromium for the browser test, tests/http/test_page.py (needs root; CI runs it).
+	bash .ci/setup.sh
 
 lint: venv ## ruff: lint and formatting.
 	$(BIN)/ruff check .

@@ -61,7 +61,8 @@ function connect() {
     if (socket === ws) socket = ready = null;
     const failed = status && status.code !== "OK";
     if (failed) showNotice(`${status.code}: ${status.message}`);
-    setConnection(failed ? "error" : "closed", failed ? status.code.toLowerCase().replaceAll("_", " ") : "not connected");
+    if (failed) setConnection("error", status.code.toLowerCase().replaceAll("_", " "));
+    else setConnection("closed", "not connected");
     for (const reply of [...inFlight.values()]) {
       if (failed) reply.end("error", status.code, status.message);
       else reply.end("error", "disconnected", `the connection closed (${event.code}) before the reply ended`);
@@ -82,10 +83,12 @@ function buildRequest(requestId, text) {
   const params = {};
   if (model) params["model.name"] = value(model);
   if (provider === "simulated" && delay > 0) params["model.simulated_delay_ms"] = value(delay);
-  const turns = history.map((t) =>
-    t.role === "user" ? { role: "user", user: { content: t.text } } : { role: "assistant", assistant: { contents: [t.text] } },
-  );
-  const request = { requestId, providerName: provider, conversations: [...turns, { role: "user", user: { content: text } }] };
+  const turn = (t) =>
+    t.role === "user"
+      ? { role: "user", user: { content: t.text } }
+      : { role: "assistant", assistant: { contents: [t.text] } };
+  const conversations = [...history, { role: "user", text }].map(turn);
+  const request = { requestId, providerName: provider, conversations };
   if (Object.keys(params).length) request.modelParameters = params;
   if (providerKey) request.credential = { value: { key: providerKey } };
   return request;
@@ -189,8 +192,7 @@ class Reply {
   // Time to first token, and the rate of the words streamed after the first one (words, not vendor tokens).
   showStats(usage) {
     if (!this.firstAt) return; // nothing streamed: no figures to show
-    const parts = [];
-    if (this.firstAt) parts.push(`first token ${Math.round(this.firstAt - this.sentAt)} ms`);
+    const parts = [`first token ${Math.round(this.firstAt - this.sentAt)} ms`];
     parts.push(`${this.words} word${this.words === 1 ? "" : "s"}`);
     const seconds = (this.lastAt - this.firstAt) / 1000;
     if (this.words > 1 && seconds > 0) {
@@ -237,7 +239,8 @@ async function send(event) {
   const user = element("li", "bubble user");
   user.append(element("div", "text", text));
   addToLog(user);
-  const reply = new Reply(requestId, text, request.providerName + ($("model").value.trim() ? `/${$("model").value.trim()}` : ""));
+  const model = $("model").value.trim();
+  const reply = new Reply(requestId, text, model ? `${request.providerName}/${model}` : request.providerName);
   try {
     const ws = await connect();
     if (inFlight.has(requestId)) ws.send(JSON.stringify(request)); // not when cancelled while connecting
@@ -248,6 +251,7 @@ async function send(event) {
 
 function newConversation() {
   for (const reply of [...inFlight.values()]) reply.cancel();
+  inFlight.clear(); // what they still send belongs to the old conversation
   history = [];
   $("log").replaceChildren();
   showNotice("");

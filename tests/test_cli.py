@@ -56,7 +56,8 @@ async def invoke(*args: str, env: Mapping[str, str | None] | None = None) -> Res
 @contextmanager
 def serving(tmp_path: Path, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("INTEGRATION_API_")}
-    environment |= {"INTEGRATION_API_PRELOAD_PROVIDERS": "false", **env}
+    # HTTP off (never the default port 8080 in tests) unless a test asks for it.
+    environment |= {"INTEGRATION_API_PRELOAD_PROVIDERS": "false", "INTEGRATION_API_HTTP_PORT": "0", **env}
     with (tmp_path / "serve.log").open("wb") as log:
         process = subprocess.Popen([*_command(), "serve", *args], stdout=log, stderr=subprocess.STDOUT, env=environment)
     try:

@@ -37,6 +37,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes],
         "INTEGRATION_API_DATA_DIR": str(tmp_path),
         "INTEGRATION_API_JWT_SECRET": SECRET,
         "INTEGRATION_API_GRACE_PERIOD_S": "2",
+        "INTEGRATION_API_HTTP_PORT": "0",  # gRPC only: never bind the default HTTP port 8080 in tests
     }
     process = subprocess.Popen([sys.executable, "-m", "integration_api.cli", "serve"], env=env, stderr=subprocess.PIPE)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -14,7 +14,8 @@ import pytest
 
 from integration_api.errors import InvalidArgument
 from integration_api.proto import integration_api_pb2 as pb
-from integration_api.services import PROVIDER_SERVICES, SESSION_SERVICE, UNIFIED_SERVICE
+from integration_api.services import PROVIDER_SERVICES, UNIFIED_SERVICE
+from integration_api.sessions.service import SERVICE as SESSION_SERVICE
 from integration_api.testing import emulators
 from integration_api.testing.emulators.vertexai import VertexAIEmulator
 from providers.base import ProviderEnv

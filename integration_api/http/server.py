@@ -104,7 +104,17 @@ class HttpServer:
         await self._ticker
         self._ticker = None
         grace = self.settings.grace_period_s if grace_s is None else grace_s
-        self.config.timeout_graceful_shutdown = _whole_seconds(grace)
+        # uvicorn's shutdown closes every WebSocket at once (1012). The gateway is already draining, which ends each
+        # bridged StreamChat by itself once its in-flight requests are done: so stop accepting, give the open calls
+        # (WebSockets and responses) the grace, and only then let uvicorn close what is left.
+        for listener in self._server.servers:
+            listener.close()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        running = set(self._server.server_state.tasks)
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        self.config.timeout_graceful_shutdown = _whole_seconds(max(0.0, grace - (loop.time() - started)))
         await self._server.shutdown(sockets=[self._socket] if self._socket is not None else None)
 
     async def stop(self) -> None:

@@ -294,3 +294,19 @@ async def test_websocket_upgrades_that_cannot_work_are_refused(bridge: Bridge, g
             async with connect(f"{bridge.ws}{path}", open_timeout=10):
                 pass
         assert caught.value.response.status_code == status
+
+
+async def test_sigterm_drain_lets_a_socket_finish_its_requests(bridge: Bridge, gateway: RunningGateway) -> None:
+    """As on gRPC: draining refuses new requests, lets those in flight finish, then ends the RPC with its status."""
+    async with stream_chat(bridge, additional_headers={"x-api-key": gateway.api_key}) as socket:
+        await socket.send(
+            json.dumps(chat_json("inflight", "one two three four", provider=PROBE, simulated_delay_ms=100))
+        )
+        await gateway.probe.wait_for(lambda: "inflight" in gateway.probe.started)
+        draining = asyncio.ensure_future(gateway.server.drain_and_stop(grace_s=5))
+        frames, status = await read_until_status(socket)
+        await draining
+    final = [frame for frame in frames if frame.get("final")]
+    assert len(final) == 1 and final[0]["success"] is True
+    assert "".join(final[0]["data"]["assistant"]["contents"]) == "one two three four"
+    assert status["code"] == "OK" and socket.close_code == 1000

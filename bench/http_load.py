@@ -1,7 +1,8 @@
 """Load generators for the HTTP scenarios, as `LoadJob`s for the same process runner and statistics.
 
 - `OpenAISDKLoad`: the official openai SDK streaming chat completions from a base URL: the OpenAI emulator
-  directly (d), or the LiteLLM proxy in front of it (e);
+  directly (d), the LiteLLM proxy in front of it (e), the gateway's OpenAI-compatible endpoint (f), or the bare
+  ASGI pass-through proxy (g);
 - `AiohttpLoad`: a bare aiohttp client parsing the SSE itself (d2), the floor for any HTTP client here.
 
 A request's frames are its content chunks plus one for the end of the stream (20 + 1, like the gateway's), its
@@ -38,11 +39,18 @@ class OpenAISDKLoad:
     prompt_words: int = 20
     model: str = MODEL
     api_key: str = API_KEY
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (the gateway's X-Provider-Key)
 
     async def run(self, start: StartFn, stats: LoadStats) -> None:
         import openai
 
-        client = openai.AsyncOpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=60.0)
+        client = openai.AsyncOpenAI(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=60.0,
+            default_headers=dict(self.headers),
+        )
         messages: Any = [{"role": "user", "content": prompt_text(self.prompt_words)}]
 
         async def one() -> _Outcome:

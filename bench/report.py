@@ -88,6 +88,15 @@ TARGETS = (
     Target("(c)/(e) first-frame p50, 1 stream", _ratio("c", "e", 1, _ff_p50), "<=", 0.1),
     Target("(c)/(e) first-frame p50, 50 streams", _ratio("c", "e", 50, _ff_p50), "<=", 0.1),
     Target("idle stream memory, gateway/bare", _memory_ratio, "<=", 1.5),
+    Target("OpenAI-compatible HTTP (f)/(e) LiteLLM requests/s, 50 streams", _ratio("f", "e", 50, _rps), ">=", 20.0),
+    Target(
+        "OpenAI-compatible HTTP (f)/(e) LiteLLM first-frame p50, 50 streams", _ratio("f", "e", 50, _ff_p50), "<=", 0.1
+    ),
+    Target("OpenAI-compatible HTTP (f)/(e) LiteLLM first-frame p50, 1 stream", _ratio("f", "e", 1, _ff_p50), "<=", 0.1),
+    Target("OpenAI-compatible HTTP (f)/(g) pass-through requests/s, 1 stream", _ratio("f", "g", 1, _rps), ">=", 0.75),
+    Target(
+        "OpenAI-compatible HTTP (f)/(g) pass-through requests/s, 50 streams", _ratio("f", "g", 50, _rps), ">=", 0.75
+    ),
     Target("bridge WebSocket (w)/(b) gRPC requests/s, 1 stream", _ratio("w", "b", 1, _rps), ">=", 0.6),
     Target("bridge WebSocket (w)/(b) gRPC requests/s, 50 streams", _ratio("w", "b", 50, _rps), ">=", 0.6),
     Target("(b)/(a) server CPU per request, 1 stream", _ratio("b", "a", 1, _server_cpu), "info"),

@@ -1,4 +1,4 @@
-"""The throughput scenarios (a)-(e): which servers each starts, which load it sends, and one measurement.
+"""The throughput scenarios (a)-(g): which servers each starts, which load it sends, and one measurement.
 
 Every measurement runs its load generators in separate processes (`run_processes`) in one window after a
 warm-up, and reads the CPU time of the server under test (and of the upstream emulator) at the window's start
@@ -18,7 +18,7 @@ from typing import Any
 from bench import peers
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, machine_busy_seconds
-from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway
+from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
 from bench.ws_load import WebSocketStreamChatLoad
 from integration_api.loadtest import GrpcLoad, LoadConfig, LoadJob, run_processes
 
@@ -139,6 +139,29 @@ def _setup_litellm(ctx: Context, stack: contextlib.ExitStack) -> Setup | None:
     return Setup(proxy, emulator, _http_jobs(lambda n: OpenAISDKLoad(base_url, n, api_key=master_key)))
 
 
+def _setup_openai_endpoint(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    """(f): the gateway's OpenAI-compatible HTTP endpoint -> its OpenAI adapter -> the emulator, driven by the same
+    openai SDK load as (e)."""
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    gateway = start_gateway(ctx.log_dir, emulator=emulator, http=True)
+    stack.callback(gateway.stop)
+    base_url = f"http://127.0.0.1:{gateway.http_port}/v1"
+    headers = (("X-Provider-Key", "sk-bench"),)
+
+    def load(n: int) -> LoadJob:
+        return OpenAISDKLoad(base_url, n, model="openai/gpt-4o-mini", api_key=gateway.api_key, headers=headers)
+
+    return Setup(gateway.server, emulator, _http_jobs(load))
+
+
+def _setup_passthrough(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    """(g): a bare ASGI pass-through proxy (bench/asgi_passthrough.py) on the same stack, to the same emulator."""
+    emulator = _stopping(stack, start_emulator(ctx.log_dir, WORDS))
+    proxy = _stopping(stack, start_passthrough(ctx.log_dir, emulator_base_url(emulator)))
+    base_url = f"http://127.0.0.1:{proxy.port}/v1"
+    return Setup(proxy, emulator, _http_jobs(lambda n: OpenAISDKLoad(base_url, n)))
+
+
 def _two_workers(setup: Callable[..., Setup]) -> Callable[[Context, contextlib.ExitStack], Setup]:
     """The same gateway scenario with `integration-api serve --workers 2` (one port, SO_REUSEPORT)."""
     return functools.partial(setup, workers=2)
@@ -160,6 +183,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
         Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),
         Scenario("e", "LiteLLM proxy -> emulator", (1, 50), _setup_litellm),
+        Scenario("f", "gateway OpenAI-compatible HTTP -> OpenAI adapter -> emulator", (1, 50), _setup_openai_endpoint),
+        Scenario("g", "bare ASGI pass-through proxy -> emulator", (1, 50), _setup_passthrough),
     )
 }
 

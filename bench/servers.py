@@ -55,6 +55,13 @@ def emulator_base_url(emulator: ServerProcess) -> str:
     return f"http://127.0.0.1:{emulator.port}/v1"
 
 
+def start_passthrough(log_dir: Path, upstream: str) -> ServerProcess:
+    """Scenario (g)'s bare ASGI pass-through proxy (bench/asgi_passthrough.py) in front of `upstream`."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.asgi_passthrough", "--port", str(port), "--upstream", upstream]
+    return start_server("passthrough", argv, port, log_dir)
+
+
 def start_gateway(
     log_dir: Path,
     *,

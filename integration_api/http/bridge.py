@@ -52,7 +52,7 @@ from integration_api.http.bridge_methods import (
     status_document,
 )
 from integration_api.http.bridge_ws import WebSocketEndpoint, refuse_websocket
-from integration_api.http.limits import RequestTooLarge
+from integration_api.http.limits import DISCARD_FACTOR, RequestTooLarge
 
 __all__ = ["BridgeServices", "bridge_routes"]
 
@@ -67,8 +67,8 @@ _SSE_HEADERS = [
 
 
 def bridge_routes(gateway: Gateway, services: BridgeServices) -> list[BaseRoute]:
-    """A route per bridged method (POST and, for client-streaming kinds, WebSocket), then a JSON 404 for any other
-    gRPC-shaped path."""
+    """Two routes per bridged method (HTTP, WebSocket: each answers the kinds it does not serve with 405 and a
+    hint), then a JSON 404 for any other gRPC-shaped path."""
     limit = gateway.settings.max_message_bytes
     routes: list[BaseRoute] = []
     for method in bridged_methods(services):
@@ -107,13 +107,11 @@ class _ClientGone(Exception):
 
 async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes (by its Content-Length, or as it arrives)."""
-    too_large = RequestTooLarge(f"the request body is larger than the {limit}-byte message limit")
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise abort_for(too_large)
     chunks: list[bytes] = []
     size = 0
-    while True:
+    more = True
+    while more:
         try:
             message = await receive()
         except GatewayError as error:  # the app's body limit (integration_api.http.limits) refused it first
@@ -122,11 +120,23 @@ async def _read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
             raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            raise abort_for(too_large)
+        more = message.get("more_body", False)
+        if size > limit or (declared.isdigit() and int(declared) > limit):
+            if more:
+                await _discard(receive, DISCARD_FACTOR * limit - size)
+            raise abort_for(RequestTooLarge(f"the request body is larger than the {limit}-byte message limit"))
         chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def _discard(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a refused body (up to `budget` bytes): a server that answers while the client is
+    still sending makes the client's kernel reset the connection, and the client never sees the 413."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        budget -= len(message.get("body", b""))
 
 
 async def _until_disconnected(receive: Receive) -> None:

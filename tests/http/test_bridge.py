@@ -132,6 +132,9 @@ async def test_oversized_chunked_body_is_413(http: httpx.AsyncClient, gateway: R
 
     response = await http.post(f"{UNIFIED}/Chat", content=chunks(), headers={"x-api-key": gateway.api_key})
     assert response.status_code == 413
+    # Declared, and three times the limit: the rest is read and dropped, so the client gets the 413, not a reset.
+    response = await http.post(f"{UNIFIED}/Chat", content=b" " * (3 * 64 * 1024), headers={"x-api-key": "k"})
+    assert response.status_code == 413 and response.json()["code"] == "INVALID_ARGUMENT"
 
 
 async def test_a_browser_get_is_405_with_a_hint(http: httpx.AsyncClient) -> None:

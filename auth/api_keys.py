@@ -4,16 +4,26 @@ A key reads ``ia_<key_id>_<secret>``. The key id (12 letters and digits, never `
 unambiguously) is public: it names the key in listings, logs and ``revoke``. The secret is 32 random bytes in
 url-safe base64 and is shown exactly once, by `ApiKeyStore.create`; the store keeps only its SHA-256.
 
+Each key carries a `KeyScope` (providers, models, stored credentials, limits, expiry), stored as JSON in the
+``scope`` column; a key created without one is unrestricted. The same file holds the ``projects`` table
+(``auth.projects``: project-level scopes and budgets).
+
 Every call opens its own short-lived connection, so one store is safe to share between threads (the
 authenticator calls it through ``asyncio.to_thread``) and between processes (the server and the ``keys`` CLI
 on the same file). All methods block: never call them on an event loop.
+
+The schema is versioned with SQLite's ``user_version``: opening a file of an older version migrates it in one
+``BEGIN IMMEDIATE`` transaction (so two processes opening it at once migrate it once), and every existing key
+stays valid and unrestricted.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import sqlite3
@@ -21,11 +31,12 @@ import string
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from auth.principal import Principal
+from auth.principal import KeyScope, Principal
 
 DB_FILENAME = "api_keys.sqlite3"
 KEY_PREFIX = "ia_"
@@ -36,7 +47,8 @@ _KEY_ID_ALPHABET = string.ascii_letters + string.digits
 # token_urlsafe(32) is 43 characters of [A-Za-z0-9_-]; anything else cannot be one of our keys.
 _KEY_PATTERN = re.compile(rf"^{KEY_PREFIX}([A-Za-z0-9]{{{KEY_ID_LENGTH}}})_([A-Za-z0-9_-]{{43}})$")
 
-_SCHEMA = """
+# Version 0: the table as the first release made it. Each later version is one step, applied in order.
+_SCHEMA_V0 = """
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id          TEXT PRIMARY KEY,
     secret_hash     TEXT NOT NULL,
@@ -47,7 +59,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at      TEXT
 )
 """
-_RECORD_COLUMNS = "key_id, name, organization_id, project_id, created_at, revoked_at"
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: key scopes (NULL: unrestricted) and project-level scopes and budgets.
+    (
+        "ALTER TABLE api_keys ADD COLUMN scope TEXT",
+        """CREATE TABLE IF NOT EXISTS projects (
+            organization_id TEXT NOT NULL,
+            project_id      TEXT NOT NULL,
+            scope           TEXT,
+            budgets         TEXT NOT NULL DEFAULT '[]',
+            updated_at      TEXT NOT NULL,
+            PRIMARY KEY (organization_id, project_id)
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+_RECORD_COLUMNS = "key_id, name, organization_id, project_id, created_at, revoked_at, scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +87,45 @@ class ApiKeyRecord:
     project_id: str
     created_at: datetime
     revoked_at: datetime | None = None
+    scope: KeyScope = field(default_factory=KeyScope)
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+def scope_to_json(scope: KeyScope) -> str | None:
+    """The stored form of a scope; None (SQL NULL) for an unrestricted one."""
+    if scope.unrestricted:
+        return None
+    value: dict[str, Any] = {
+        "providers": list(scope.providers),
+        "models": list(scope.models),
+        "credentials": list(scope.credentials),
+        "rpm": scope.rpm,
+        "tpm": scope.tpm,
+        "max_concurrent": scope.max_concurrent,
+        "max_streams": scope.max_streams,
+        "expires_at": scope.expires_at.isoformat() if scope.expires_at is not None else None,
+    }
+    return json.dumps({name: item for name, item in value.items() if item not in (None, [])}, sort_keys=True)
+
+
+def scope_from_json(text: str | None) -> KeyScope:
+    if not text:
+        return KeyScope()
+    value = json.loads(text)
+    expires_at = value.get("expires_at")
+    return KeyScope(
+        providers=tuple(value.get("providers", ())),
+        models=tuple(value.get("models", ())),
+        credentials=tuple(value.get("credentials", ())),
+        rpm=value.get("rpm"),
+        tpm=value.get("tpm"),
+        max_concurrent=value.get("max_concurrent"),
+        max_streams=value.get("max_streams"),
+        expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+    )
 
 
 def hash_secret(secret: str) -> str:
@@ -99,8 +161,8 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
 
-def _record(row: tuple[str, str, str, str, str, str | None]) -> ApiKeyRecord:
-    key_id, name, organization_id, project_id, created_at, revoked_at = row
+def _record(row: tuple[str, str, str, str, str, str | None, str | None]) -> ApiKeyRecord:
+    key_id, name, organization_id, project_id, created_at, revoked_at, scope = row
     return ApiKeyRecord(
         key_id=key_id,
         name=name,
@@ -108,7 +170,36 @@ def _record(row: tuple[str, str, str, str, str, str | None]) -> ApiKeyRecord:
         project_id=project_id,
         created_at=datetime.fromisoformat(created_at),
         revoked_at=_parse_time(revoked_at),
+        scope=scope_from_json(scope),
     )
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """One connection, in one transaction (committed on success, rolled back on error)."""
+    with closing(sqlite3.connect(path, timeout=10.0)) as connection, connection:
+        yield connection
+
+
+def migrate(path: Path) -> None:
+    """Bring the database at `path` to `SCHEMA_VERSION` (creating it if needed); safe with concurrent openers."""
+    with closing(sqlite3.connect(path, timeout=10.0, isolation_level=None)) as connection:
+        if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        # IMMEDIATE takes the write lock first: a second process waits here, then sees the new version.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                connection.execute(_SCHEMA_V0)
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
 
 
 class ApiKeyStore:
@@ -119,31 +210,55 @@ class ApiKeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._generation = 0
         self._generation_lock = threading.Lock()
-        with self._connect() as connection:
-            connection.execute(_SCHEMA)
+        migrate(self.path)
 
     @property
     def generation(self) -> int:
         """Grows on every successful `revoke` through this object; caches of verifications compare it."""
         return self._generation
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One connection per call, in one transaction (committed on success, rolled back on error)."""
-        with closing(sqlite3.connect(self.path, timeout=10.0)) as connection, connection:
-            yield connection
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
-    def create(self, name: str, organization_id: str, project_id: str) -> tuple[str, ApiKeyRecord]:
+    def _bump_generation(self) -> None:
+        with self._generation_lock:
+            self._generation += 1
+
+    def create(
+        self, name: str, organization_id: str, project_id: str, scope: KeyScope | None = None
+    ) -> tuple[str, ApiKeyRecord]:
         """Make a new key; returns the plaintext key (shown once, never stored) and its record."""
         key_id, secret = _new_key_id(), secrets.token_urlsafe(SECRET_BYTES)
-        record = ApiKeyRecord(key_id, name, organization_id, project_id, created_at=_now())
+        scope = scope or KeyScope()
+        record = ApiKeyRecord(key_id, name, organization_id, project_id, created_at=_now(), scope=scope)
         with self._connect() as connection:
             connection.execute(
-                "INSERT INTO api_keys (key_id, secret_hash, name, organization_id, project_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, hash_secret(secret), name, organization_id, project_id, _format_time(record.created_at)),
+                "INSERT INTO api_keys (key_id, secret_hash, name, organization_id, project_id, created_at, scope)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    hash_secret(secret),
+                    name,
+                    organization_id,
+                    project_id,
+                    _format_time(record.created_at),
+                    scope_to_json(scope),
+                ),
             )
         return f"{KEY_PREFIX}{key_id}_{secret}", record
+
+    def update_scope(self, key_id: str, scope: KeyScope) -> ApiKeyRecord | None:
+        """Replace a key's scope; None when there is no such key. Running servers see it within their key cache
+        window (30 s), at once through this object (its generation grows)."""
+        with self._connect() as connection:
+            cursor = connection.execute(
+                "UPDATE api_keys SET scope = ? WHERE key_id = ?", (scope_to_json(scope), key_id)
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = connection.execute(f"SELECT {_RECORD_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        self._bump_generation()
+        return _record(row)
 
     def list(self) -> builtins.list[ApiKeyRecord]:
         """Every key, oldest first, revoked ones included (hashes are never returned)."""
@@ -166,8 +281,7 @@ class ApiKeyStore:
             )
             revoked = cursor.rowcount == 1
         if revoked:
-            with self._generation_lock:
-                self._generation += 1
+            self._bump_generation()
         return revoked
 
     def verify(self, raw_key: str) -> Principal | None:
@@ -178,12 +292,17 @@ class ApiKeyStore:
         key_id, secret = parsed
         with self._connect() as connection:
             row = connection.execute(
-                "SELECT secret_hash, organization_id, project_id, revoked_at FROM api_keys WHERE key_id = ?",
+                "SELECT secret_hash, organization_id, project_id, revoked_at, scope FROM api_keys WHERE key_id = ?",
                 (key_id,),
             ).fetchone()
         if row is None:
             return None
-        secret_hash, organization_id, project_id, revoked_at = row
+        secret_hash, organization_id, project_id, revoked_at, scope_text = row
         if not hmac.compare_digest(hash_secret(secret), secret_hash) or revoked_at is not None:
             return None
-        return Principal(organization_id, project_id, method="api_key", key_id=key_id)
+        # An expired key still verifies: the policy layer refuses its requests with PERMISSION_DENIED naming the
+        # expiry, which tells the caller more than UNAUTHENTICATED would.
+        scope = scope_from_json(scope_text)
+        return Principal(
+            organization_id, project_id, method="api_key", key_id=key_id, scope=None if scope.unrestricted else scope
+        )

@@ -25,6 +25,7 @@ from integration_api.loadtest import LoadConfig, LoadStats, StartFn, request_tem
 from integration_api.proto import integration_api_pb2 as pb
 
 STREAM_CHAT_PATH = "/integration_api.UnifiedProviderService/StreamChat"
+CONNECT_TIMEOUT_S = 10.0
 
 
 class _RequestFailed(Exception):
@@ -51,7 +52,7 @@ class WebSocketStreamChatLoad:
         template = self._request_json()
         url = f"{self.base_url}{STREAM_CHAT_PATH}"
         headers = {"x-api-key": self.api_key}
-        sockets = [await connect(url, additional_headers=headers, max_size=None) for _ in range(self.concurrency)]
+        sockets = [await _connect(url, headers) for _ in range(self.concurrency)]
         idle: asyncio.Queue[ClientConnection] = asyncio.Queue()
         for socket in sockets:
             idle.put_nowait(socket)
@@ -72,6 +73,18 @@ class WebSocketStreamChatLoad:
             await _drive(start, stats, self.concurrency, one, (_RequestFailed, ConnectionClosed), code)
         finally:
             await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
+
+
+async def _connect(url: str, headers: dict[str, str]) -> ClientConnection:
+    """A socket on the bridge; the gateway opens its HTTP port just after the gRPC port the bench waited for."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            return await connect(url, additional_headers=headers, max_size=None)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 async def _chat(socket: ClientConnection, request: bytes) -> _Outcome:

@@ -5,7 +5,8 @@ GetModeration, and later the HTTP API) gets its adapter from `Gateway.provider`,
 `Pipeline.wrap`. A layer is a `ProviderLayer` subclass (``providers.base``) built per request with the request's
 `RequestContext`; it implements the same `Provider` interface and passes on what it does not override.
 
-Layers are listed outermost first: the stats layer (every request counted for GetServerStats), the session layer
+Layers are listed outermost first: the usage layer (one usage record per request, ``integration_api.usage``), the
+stats layer (every request counted for GetServerStats), the session layer
 (conversations kept by the server, only for requests naming a session), and the resilience layer (retries,
 first-token and idle timeouts, ``providers.resilience``); policy, accounting, metrics and routing are added here as
 more layers, each in one line of `default_layers`, never inside the engine, the gateway or an adapter. What layers
@@ -21,6 +22,7 @@ from integration_api.sessions.layer import SessionLayer
 from integration_api.sessions.state import ServerState
 from integration_api.sessions.stats import StatsLayer
 from integration_api.settings import Settings
+from integration_api.usage.layer import UsageLayer
 from providers.base import Provider
 from providers.resilience import ResilientProvider
 
@@ -46,6 +48,9 @@ class Pipeline:
 def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     """The server's layers, outermost first."""
 
+    def usage(inner: Provider, context: RequestContext) -> Provider:
+        return UsageLayer(inner, context, state.usage, log_content=settings.log_content)
+
     def stats(inner: Provider, context: RequestContext) -> Provider:
         return StatsLayer(inner, context, state.stats)
 
@@ -55,7 +60,7 @@ def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     def resilience(inner: Provider, context: RequestContext) -> Provider:
         return ResilientProvider(inner, context, settings)
 
-    return [stats, sessions, resilience]
+    return [usage, stats, sessions, resilience]
 
 
 def build_pipeline(settings: Settings, extra: Sequence[Layer] = (), state: ServerState | None = None) -> Pipeline:

@@ -90,6 +90,7 @@ class GatewayServer:
     async def start(self) -> int:
         if self.authenticator.disabled:
             logger.warning("!!! AUTHENTICATION IS DISABLED: any client can use this gateway and its providers !!!")
+        await self.gateway.state.usage.start()  # the usage database (and its migrations) before the port opens
         self.port = _listen(self.server, self.settings)
         await self.server.start()
         for name in ("", *self._service_names):
@@ -116,6 +117,7 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         self.lifecycle.drain()
         await asyncio.gather(self.server.stop(grace), self._stop_http(grace))
+        await self.gateway.state.usage.aclose()  # every request has ended: write each pending usage record
         await self.clients.aclose()
         await self.gateway.state.aclose()  # the session store's connection and thread
         await self.gateway.state.aclose()  # the session store's connection and thread

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     )
     max_queued_per_principal: int = Field(
         default=1024, ge=0, description="requests one principal may have waiting across all its streams"
+    # Usage log (integration_api.usage): one record per request, written in batches off the event loop
+    database_url: SecretStr | None = Field(
+        default=None, description="keep the usage log in this PostgreSQL (postgresql://...) instead of SQLite"
+    )
+    log_content: bool = Field(default=False, description="usage records carry the last user message and the reply")
+    usage_batch_size: int = Field(default=500, ge=1, description="usage records written per batch (or sooner)")
+    usage_flush_interval_s: float = Field(default=1.0, gt=0, description="longest a usage record waits to be written")
+
     )
     default_provider: str = "simulated"
     preload_providers: bool = Field(

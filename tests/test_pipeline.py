@@ -14,6 +14,7 @@ from integration_api.errors import PermissionDenied
 from integration_api.pipeline import Pipeline, build_pipeline
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.sessions.stats import StatsLayer
+from integration_api.usage.layer import UsageLayer
 from providers.base import ChatStream, Provider, ProviderLayer
 from providers.resilience import ResilientProvider
 from providers.types import ChatCall, EmbeddingCall, EmbeddingResult, RerankCall, RerankResult
@@ -149,7 +150,9 @@ def test_layers_wrap_outermost_first() -> None:
     wrapped = pipeline.wrap(adapter, context)
     assert wrapped.name == "outer(inner(adapter))"
     assert order == ["inner", "outer"]  # built innermost first, so the first listed sees each call first
-    stats = wrapped.inner.inner  # type: ignore[attr-defined]
+    usage = wrapped.inner.inner  # type: ignore[attr-defined]
+    assert isinstance(usage, UsageLayer)  # the default layers, outermost first
+    stats = usage.inner
     assert isinstance(stats, StatsLayer)
     resilient = stats.inner  # no session layer in between: the request names no session
     assert isinstance(resilient, ResilientProvider) and resilient.inner is adapter

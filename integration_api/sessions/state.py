@@ -10,6 +10,7 @@ from integration_api.sessions.manager import Sessions
 from integration_api.sessions.stats import ServerStats
 from integration_api.sessions.store import SessionStore
 from integration_api.settings import Settings
+from integration_api.usage import UsageLog, open_usage_store
 
 
 def open_store(settings: Settings) -> SessionStore:
@@ -27,6 +28,12 @@ class ServerState:
     def __init__(self, settings: Settings, store: SessionStore | None = None) -> None:
         self.stats = ServerStats()
         self.sessions = Sessions(settings, store if store is not None else open_store(settings), self.stats)
+        self.usage = UsageLog(
+            open_usage_store(settings),
+            batch_size=settings.usage_batch_size,
+            flush_interval_s=settings.usage_flush_interval_s,
+        )
 
     async def aclose(self) -> None:
         await self.sessions.store.aclose()
+        await self.usage.aclose()  # writes what is still pending (the server flushed it already, after the drain)

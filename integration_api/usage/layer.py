@@ -1,0 +1,176 @@
+"""`UsageLayer`: the outermost pipeline layer, recording one `UsageRecord` per request into the `UsageLog`.
+
+Outermost, it sees every outcome of the layers inside it: a reply (tokens from ChatFinished, or from an embedding's
+usage), a `GatewayError` raised through it (the provider's, the resilience layer's after its retries, a refusal by
+the policy layer), a cancellation (CancelledError, or the consumer closing the stream early: status CANCELLED), and
+unexpected exceptions (INTERNAL). It records, never changes, what passes through.
+
+Cost comes from a `Pricing` function (the price table's, ``integration_api.policy``); without one it is 0. Message
+content is recorded only with ``log_content`` (the last user message and the reply's text); never a credential:
+the principal is recorded by its ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from integration_api.context import RequestContext
+from integration_api.errors import GatewayError, Internal
+from integration_api.usage.log import UsageLog
+from integration_api.usage.record import CANCELLED, OK, UsageRecord
+from providers.base import ChatStream, Provider, ProviderLayer
+from providers.types import (
+    ChatCall,
+    ChatFinished,
+    EmbeddingCall,
+    EmbeddingResult,
+    ModerationCall,
+    ModerationResult,
+    RerankCall,
+    RerankResult,
+    TextDelta,
+    Usage,
+    UserMessage,
+)
+
+T = TypeVar("T")
+# The cost of `usage` tokens of (provider, model), in the price table's currency.
+Pricing = Callable[[str, str, Usage], float]
+CANCELLED_CODE = 499
+
+
+def no_pricing(_provider: str, _model: str, _usage: Usage) -> float:
+    return 0.0
+
+
+class _Outcome:
+    """What one request ended as: filled in while it runs, read when it is recorded."""
+
+    __slots__ = ("code", "first_ns", "status", "usage")
+
+    def __init__(self) -> None:
+        self.status = CANCELLED  # until something else is known: an abandoned request was cancelled
+        self.code = CANCELLED_CODE
+        self.usage = Usage()
+        self.first_ns = 0
+
+    def succeeded(self) -> None:
+        self.status, self.code = OK, 200
+
+    def failed(self, error: BaseException) -> None:
+        if isinstance(error, GatewayError):
+            self.status, self.code = error.status, error.http_status
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+            self.status, self.code = CANCELLED, CANCELLED_CODE
+        else:
+            self.status, self.code = Internal.status, Internal.http_status
+
+
+class UsageLayer(ProviderLayer):
+    def __init__(
+        self,
+        inner: Provider,
+        context: RequestContext,
+        log: UsageLog,
+        *,
+        pricing: Pricing = no_pricing,
+        log_content: bool = False,
+    ) -> None:
+        super().__init__(inner, context)
+        self._log = log
+        self._pricing = pricing
+        self._log_content = log_content
+
+    async def stream_chat(self, call: ChatCall) -> ChatStream:
+        outcome = _Outcome()
+        reply: list[str] | None = [] if self._log_content else None
+        finished = False
+        try:
+            async for event in self.inner.stream_chat(call):
+                if not outcome.first_ns:
+                    outcome.first_ns = time.perf_counter_ns()
+                if isinstance(event, ChatFinished):
+                    outcome.usage = event.usage
+                    finished = True
+                elif reply is not None and isinstance(event, TextDelta):
+                    reply.append(event.text)
+                yield event
+            if finished:
+                outcome.succeeded()
+            else:  # the engine answers a stream without ChatFinished with INTERNAL
+                outcome.status, outcome.code = Internal.status, Internal.http_status
+        except BaseException as error:
+            outcome.failed(error)
+            raise
+        finally:
+            prompt = _last_user_message(call) if self._log_content else None
+            self._record(outcome, call.model, prompt, None if reply is None else "".join(reply))
+
+    async def _unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
+        outcome = _Outcome()
+        try:
+            result = await operation()
+        except BaseException as error:
+            outcome.failed(error)
+            self._record(outcome)
+            raise
+        if usage_of is not None:
+            outcome.usage = usage_of(result)
+        outcome.succeeded()
+        self._record(outcome)
+        return result
+
+    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
+        return await self._unary(lambda: self.inner.embed(call), lambda result: result.usage)
+
+    async def rerank(self, call: RerankCall) -> RerankResult:
+        return await self._unary(lambda: self.inner.rerank(call))
+
+    async def verify_credential(self) -> str:
+        return await self._unary(self.inner.verify_credential)
+
+    async def moderate(self, call: ModerationCall) -> ModerationResult:
+        return await self._unary(lambda: self.inner.moderate(call))
+
+    def _record(self, outcome: _Outcome, model: str = "", prompt: str | None = None, reply: str | None = None) -> None:
+        context = self.context
+        now_ns = time.perf_counter_ns()
+        provider, model = context.provider, context.model or model
+        if context.stats.served_by:  # a routing layer chose another provider/model
+            provider, _, model = context.stats.served_by.partition("/")
+        principal = context.principal
+        self._log.record(
+            UsageRecord(
+                time=context.started_at,
+                request_id=context.request_id,
+                stream_id=context.stream_id,
+                organization_id=principal.organization_id,
+                project_id=principal.project_id,
+                key_id=principal.key_id,
+                user_id=principal.user_id,
+                auth_method=principal.method,
+                rpc=context.rpc,
+                provider=provider,
+                model=model,
+                status=outcome.status,
+                code=outcome.code,
+                input_tokens=outcome.usage.input_tokens,
+                output_tokens=outcome.usage.output_tokens,
+                cost=self._pricing(provider, model, outcome.usage) if outcome.usage.total_tokens else 0.0,
+                ttft_ms=(outcome.first_ns - context.started_ns) / 1e6 if outcome.first_ns else None,
+                total_ms=(now_ns - context.started_ns) / 1e6,
+                retries=max(context.stats.attempts - 1, 0),
+                prompt=prompt,
+                reply=reply,
+            )
+        )
+
+
+def _last_user_message(call: ChatCall) -> str | None:
+    for message in reversed(call.messages):
+        if isinstance(message, UserMessage):
+            return message.content
+    return None

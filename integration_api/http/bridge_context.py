@@ -1,6 +1,6 @@
 """The `grpc.aio.ServicerContext` stand-in the gRPC-JSON bridge hands to the real gRPC handlers.
 
-It implements what handlers use (the gateway calls `invocation_metadata`, `peer`, `time_remaining`,
+It implements what handlers use (the gateway calls `invocation_metadata`, `peer`, `auth_context`, `time_remaining`,
 `abort_with_status` and `write`; the rest is there for other servicers): the metadata comes from the HTTP headers
 or the WebSocket's auth (``integration_api.http.auth.grpc_metadata``), `write` hands a response to the bridge, and
 an abort raises `RpcAbort` carrying the code, the details and the `google.rpc` status details, as grpc's own abort
@@ -102,6 +102,10 @@ class BridgeContext:
 
     def peer(self) -> str:
         return self._peer
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """No client certificate reaches a handler over HTTP: callers authenticate with a key or token."""
+        return {}
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())

@@ -1,4 +1,4 @@
-"""The `integration-api` command: serve, chat (a one-shot demo client), demo, health, keys, emulate, bench."""
+"""The `integration-api` command: serve, chat (a one-shot demo client), demo, health, keys, emulate, bench, usage."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from integration_api.cli_support import BAD_SETTINGS_EXIT_CODE, FLAG, load_setti
 from integration_api.loadtest import bench_command
 from integration_api.settings import Settings
 
+from integration_api.usage.cli import usage_command
 app = typer.Typer(help="A gRPC gateway to every major LLM provider.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys; issue service tokens.")
 app.command(name="bench")(bench_command)
 
 # Help texts say "(env X)", never "[env X]": typer renders help as Rich markup, which swallows square brackets.
+app.command(name="usage")(usage_command)
 ConfigOption = Annotated[
     Path | None, typer.Option(help="A TOML config file, below flags and environment variables in precedence.")
 ]

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -115,3 +121,70 @@ async def test_drain_lets_the_stream_in_flight_finish_and_refuses_new_connection
             await stop_http_gateway(gateway)
         else:
             await gateway.running.channel.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(tmp_path: Path, grpc_port: int, http_port: int, *args: str) -> subprocess.Popen[bytes]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("INTEGRATION_API_")}
+    env |= {
+        "INTEGRATION_API_PORT": str(grpc_port),
+        "INTEGRATION_API_HTTP_PORT": str(http_port),
+        "INTEGRATION_API_DATA_DIR": str(tmp_path),
+        "INTEGRATION_API_AUTH_DISABLED": "true",
+        "INTEGRATION_API_PRELOAD_PROVIDERS": "false",
+        "INTEGRATION_API_GRACE_PERIOD_S": "10",
+    }
+    command = [sys.executable, "-m", "integration_api.cli", "serve", *args]
+    with (tmp_path / "serve.log").open("wb") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def _models(http: httpx.AsyncClient, port: int) -> httpx.Response:
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                return await http.get(f"http://127.0.0.1:{port}/v1/models")
+            except httpx.ConnectError:
+                await asyncio.sleep(0.05)
+
+
+async def test_serve_answers_http_and_drains_it_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    process = _serve(tmp_path, _free_port(), port)
+    try:
+        async with httpx.AsyncClient(timeout=20) as http:
+            assert (await _models(http, port)).status_code == 200
+            body = chat_body(simulated_delay_ms=50)
+            async with http.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body) as response:
+                lines = response.aiter_lines()
+                received = [await anext(lines)]
+                process.send_signal(signal.SIGTERM)
+                received += [line async for line in lines]
+        assert received[-2:] == ["data: [DONE]", ""]
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_serve_no_http_serves_grpc_only(tmp_path: Path) -> None:
+    grpc_port = _free_port()
+    process = _serve(tmp_path, grpc_port, _free_port(), "--no-http")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 20)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = (tmp_path / "serve.log").read_text()
+    assert "integration-api listening" in log
+    assert "HTTP (OpenAI-compatible API" not in log  # the whole life of the process went by without HTTP

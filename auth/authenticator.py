@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from auth.api_keys import ApiKeyStore
+from auth.client_certs import CertificatePrincipals, ClientCertificate
 from auth.jwt_tokens import DEFAULT_LEEWAY_S, verify_token
 from auth.principal import Principal
 from integration_api.errors import Unauthenticated
@@ -111,6 +112,7 @@ class Authenticator:
         self._clock = clock
         self._wall_clock = wall_clock
         self._cache: dict[str, _Cached] = {}
+        self._certificates = CertificatePrincipals(settings.tls_client_principal_map)  # mTLS (auth.client_certs)
 
     @property
     def disabled(self) -> bool:
@@ -122,19 +124,26 @@ class Authenticator:
         """How long a revoked API key may still be accepted (when revoked by another process): the cache TTL."""
         return max(self._cache_ttl_s, 0.0) if self._cache_size > 0 else 0.0
 
-    async def authenticate(self, metadata: Metadata | None) -> Principal:
-        """The caller's principal; raises `Unauthenticated` when credentials are missing or any is not accepted."""
+    async def authenticate(self, metadata: Metadata | None, certificate: ClientCertificate | None = None) -> Principal:
+        """The caller's principal; raises `Unauthenticated` when credentials are missing or any is not accepted.
+
+        `certificate` is the client certificate the TLS handshake verified (mTLS), if any: when
+        `tls_client_principal_map` maps it, it is the caller's principal (``auth.client_certs``).
+        """
         if self._disabled:
             return Principal.anonymous()
         metadata = metadata or ()
         api_key = _header(metadata, API_KEY_HEADER)
         token = _header(metadata, SERVICE_KEY_HEADER)
+        certificate_principal = self._certificates.principal_for(certificate) if certificate is not None else None
         if api_key is None and token is None:
+            if certificate_principal is not None:
+                return certificate_principal
             raise Unauthenticated(MISSING_CREDENTIALS)
         # Both are verified when both are sent: a bad one must not hide behind a good one.
         key_principal = await self._verify_api_key(api_key) if api_key is not None else None
         token_principal = self._verify_token(token) if token is not None else None
-        principal = key_principal or token_principal
+        principal = certificate_principal or key_principal or token_principal
         assert principal is not None
         return principal
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Literal
 
-AuthMethod = Literal["api_key", "jwt", "anonymous"]
+AuthMethod = Literal["api_key", "jwt", "client_cert", "anonymous"]  # client_cert: mTLS
 
 ANONYMOUS_ID = "anonymous"
 

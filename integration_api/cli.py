@@ -13,16 +13,18 @@ import typer
 from auth.cli import keys_app
 from integration_api import __version__
 from integration_api.cli_support import BAD_SETTINGS_EXIT_CODE, FLAG, load_settings
+from integration_api.credentials.cli import credentials_app
 from integration_api.loadtest import bench_command
 from integration_api.settings import Settings
-
 from integration_api.usage.cli import usage_command
+
 app = typer.Typer(help="A gRPC gateway to every major LLM provider.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys; issue service tokens.")
+app.add_typer(credentials_app, name="credentials", help="Store vendor credentials for requests to reference.")
 app.command(name="bench")(bench_command)
+app.command(name="usage")(usage_command)
 
 # Help texts say "(env X)", never "[env X]": typer renders help as Rich markup, which swallows square brackets.
-app.command(name="usage")(usage_command)
 ConfigOption = Annotated[
     Path | None, typer.Option(help="A TOML config file, below flags and environment variables in precedence.")
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Protocol
 
@@ -317,6 +318,8 @@ class StreamSession:
         self.queued_count = 0
         self.queued_bytes = 0
         self.revoked: Unauthenticated | None = None  # set when the stream's credential stopped being valid
+        self.idle: Unavailable | None = None  # set when the stream is ended for idling (stream_idle_timeout_s)
+        self._last_activity = time.monotonic()  # a message received or a request ended
         self._reader_done = False
         self._draining = False
         self._ended = False
@@ -331,6 +334,7 @@ class StreamSession:
         await self.outbox.put(frame)
 
     def forget(self, run: RequestRun) -> None:
+        self._last_activity = time.monotonic()
         self.dequeue(run)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
@@ -361,6 +365,7 @@ class StreamSession:
 
     async def handle(self, raw: bytes) -> None:
         """Act on one raw ChatRequest message read from the stream."""
+        self._last_activity = time.monotonic()
         try:
             request = decode_chat_request(raw)
         except UndecodableRequest as error:
@@ -457,13 +462,33 @@ class StreamSession:
         for run in list(self.runs.values()):
             run.cancel(Unavailable("the server shut down before this request finished; retry it elsewhere"))
 
+    async def _end_when_idle(self, reader: asyncio.Future[None], timeout_s: float) -> None:
+        """Stop reading once nothing was in flight and nothing arrived for `timeout_s` (0: never); the stream then
+        ends with UNAVAILABLE (retryable: the client opens a new stream when it next needs one)."""
+        if timeout_s <= 0:
+            return
+        while True:
+            # While requests run, check again a whole timeout later: the last one to end restarts the clock.
+            idle_for = time.monotonic() - self._last_activity
+            if self.runs or idle_for < timeout_s:
+                await asyncio.sleep(timeout_s if self.runs else timeout_s - idle_for)
+                continue
+            self.idle = Unavailable(
+                f"the stream was idle for {timeout_s:g} s (no request in flight, nothing received) and the server"
+                " ended it (stream_idle_timeout_s); open a new stream"
+            )
+            reader.cancel()
+            return
+
     async def serve(self, requests: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the stream: read and run requests in background tasks; write their encoded frames here, in order.
 
-        Raises `Unauthenticated` after the last frame when the stream's credential stopped being valid.
+        Raises `Unauthenticated` after the last frame when the stream's credential stopped being valid, and
+        `Unavailable` when it was ended for idling.
         """
         reader = asyncio.ensure_future(self._read(requests))
         drainer = asyncio.ensure_future(self._drain_when_asked())
+        idler = asyncio.ensure_future(self._end_when_idle(reader, self.settings.stream_idle_timeout_s))
         try:
             while (frame := await self.outbox.get()) is not _END:
                 await write(frame)
@@ -471,9 +496,12 @@ class StreamSession:
                 raise error
             if self.revoked is not None:
                 raise self.revoked
+            if self.idle is not None:
+                raise self.idle
         finally:
             reader.cancel()
             drainer.cancel()
+            idler.cancel()
             runs = [run.task for run in self.runs.values() if run.task is not None]
             for task in runs:
                 task.cancel()

@@ -19,9 +19,11 @@ from typing import NoReturn, Protocol, TypeVar
 import grpc
 from google.protobuf import any_pb2
 
+from auth.client_certs import ClientCertificate
 from auth.principal import Principal
 from integration_api import __version__, access_log
 from integration_api.context import RequestContext, StreamContext, TraceContext
+from integration_api.credentials import StoredCredentials
 from integration_api.engine import NoFrames, QueuedRequests, StreamSession, complete_chat
 from integration_api.errors import GatewayError, Internal, InvalidArgument, Unauthenticated, Unavailable, Unimplemented
 from integration_api.frames import ResponseAccumulator
@@ -32,6 +34,7 @@ from integration_api.requests import credential_value, decode_parameters, parse_
 from integration_api.sessions.state import ServerState
 from integration_api.settings import Settings
 from integration_api.status import rich_status
+from integration_api.stream_limits import OpenStreams
 from providers.base import CredentialValue, Provider, ProviderEnv
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry
@@ -54,7 +57,9 @@ class Authenticator(Protocol):
     @property
     def disabled(self) -> bool: ...
 
-    async def authenticate(self, metadata: Metadata | None) -> Principal: ...
+    async def authenticate(
+        self, metadata: Metadata | None, certificate: ClientCertificate | None = None
+    ) -> Principal: ...
 
 
 class Gateway:
@@ -77,6 +82,8 @@ class Gateway:
         self.pipeline = pipeline or build_pipeline(settings)
         self.state = self.pipeline.state or ServerState(settings)  # stats and sessions (SessionService)
         self.queued = QueuedRequests(settings.max_queued_per_principal)
+        self.credentials = StoredCredentials.from_settings(settings)  # what `credential_ref` / Credential.id name
+        self.open_streams = OpenStreams(settings.max_streams_per_principal)
 
     # --- shared steps ----------------------------------------------------------------------------------------
 
@@ -87,6 +94,7 @@ class Gateway:
         spec = self.registry.get(context.provider)
         if context.rpc not in spec.rpcs:
             raise Unimplemented(f"provider {context.provider!r} does not support {context.rpc}")
+        credential = self.credentials.resolve(context, credential)  # a stored credential's value, if referenced
         lease = self.clients.lease()
         try:
             env = ProviderEnv(self.settings, lease, context)
@@ -94,10 +102,17 @@ class Gateway:
         finally:
             lease.release()
 
-    async def authenticate(self, metadata: Metadata | None, peer: str, deadline: float | None) -> StreamContext:
-        """The context of a new call from its metadata; raises Unauthenticated (logged with the peer)."""
+    async def authenticate(
+        self,
+        metadata: Metadata | None,
+        peer: str,
+        deadline: float | None,
+        certificate: ClientCertificate | None = None,
+    ) -> StreamContext:
+        """The context of a new call from its metadata (and mTLS client certificate); raises Unauthenticated (logged
+        with the peer)."""
         try:
-            principal = await self.authenticator.authenticate(metadata)
+            principal = await self.authenticator.authenticate(metadata, certificate)
         except Unauthenticated as error:
             logger.warning("refused a call from %s: %s", peer, error.message)
             raise
@@ -105,7 +120,9 @@ class Gateway:
 
     async def _open_call(self, context: grpc.aio.ServicerContext) -> StreamContext:
         try:
-            return await self.authenticate(context.invocation_metadata(), context.peer(), _deadline(context))
+            return await self.authenticate(
+                context.invocation_metadata(), context.peer(), _deadline(context), _certificate(context)
+            )
         except GatewayError as error:
             await _abort(context, error)
 
@@ -121,16 +138,17 @@ class Gateway:
         provider_name: str | None,
     ) -> None:
         """Serve one StreamChat RPC: authenticate once, then run every (raw) request read from it."""
-        metadata = context.invocation_metadata()
+        metadata, certificate = context.invocation_metadata(), _certificate(context)
         try:
-            stream = await self.authenticate(metadata, context.peer(), _deadline(context))
+            stream = await self.authenticate(metadata, context.peer(), _deadline(context), certificate)
             if self.lifecycle.draining:
                 raise Unavailable("the server is shutting down; open the stream on another instance")
+            hold = self.open_streams.open(stream.principal)  # RESOURCE_EXHAUSTED over max_streams_per_principal
         except GatewayError as error:
             await _refuse_stream(context, requests, error)
 
         async def reauthenticate() -> Principal:
-            return await self.authenticator.authenticate(metadata)
+            return await self.authenticator.authenticate(metadata, certificate)
 
         session = StreamSession(
             self.provider,
@@ -142,9 +160,9 @@ class Gateway:
             queued=self.queued,
         )
         try:
-            with self.state.stats.stream():
+            with hold, self.state.stats.stream():
                 await session.serve(requests, context.write)
-        except Unauthenticated as error:
+        except (Unauthenticated, Unavailable) as error:  # credential no longer valid; idle (stream_idle_timeout_s)
             logger.warning("ended a stream from %s: %s", stream.peer, error.message)
             await _refuse_stream(context, requests, error)
 
@@ -269,6 +287,11 @@ class Gateway:
             )
 
         return await self._unary(context, "GetVersion", "", version)
+
+
+def _certificate(context: grpc.aio.ServicerContext) -> ClientCertificate | None:
+    """The client certificate the TLS handshake verified (mTLS), or None (plaintext, TLS without client auth)."""
+    return ClientCertificate.from_auth_context(context.auth_context())
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:

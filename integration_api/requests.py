@@ -249,4 +249,9 @@ def parse_chat_request(request: pb.ChatRequest) -> ChatCall:
 
 
 def credential_value(credential: pb.Credential) -> dict[str, JsonValue]:
-    return struct_to_python(credential.value)
+    """The request's credential as the gateway resolves it: its value, or, for a bare `Credential.id` (an empty
+    value), ``{"credential_id": id}``, a reference to a stored credential (``integration_api.credentials``)."""
+    value = struct_to_python(credential.value)
+    if credential.id and not value:
+        return {"credential_id": credential.id}
+    return value

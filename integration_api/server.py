@@ -139,14 +139,21 @@ class GatewayServer:
 
 
 def _listen(server: grpc.aio.Server, settings: Settings) -> int:
-    """Bind the port, with TLS when a certificate and key are configured; returns the bound port."""
+    """Bind the port, with TLS when a certificate and key are configured (and client certificates required when
+    a client CA is); returns the bound port."""
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert_file is None and settings.tls_key_file is None:
         return int(server.add_insecure_port(address))
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS needs both tls_cert_file and tls_key_file")
     key_and_chain = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
-    return int(server.add_secure_port(address, grpc.ssl_server_credentials([key_and_chain])))
+    if settings.tls_client_ca is None:
+        return int(server.add_secure_port(address, grpc.ssl_server_credentials([key_and_chain])))
+    # mTLS: the handshake itself refuses a client without a certificate signed by the CA, before any RPC.
+    credentials = grpc.ssl_server_credentials(
+        [key_and_chain], root_certificates=settings.tls_client_ca.read_bytes(), require_client_auth=True
+    )
+    return int(server.add_secure_port(address, credentials))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

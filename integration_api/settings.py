@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate chain; with tls_key_file, serve TLS"
     )
     tls_key_file: FilePath | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tls_client_ca: FilePath | None = Field(
+        default=None, description="PEM CA certificates; when set, every client must present a certificate they signed"
+    )
+    tls_client_principal_map: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='client certificate subject ("CN=name", "SAN=dns-or-uri") -> principal fields (mTLS)',
+    )
     grace_period_s: float = Field(default=15.0, ge=0, description="how long SIGTERM waits for in-flight requests")
 
     # HTTP front door (integration_api.http): the OpenAI-compatible API, the gRPC-JSON bridge, the chat page
@@ -86,6 +93,9 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0, description="longest service-token lifetime accepted: exp - iat, or exp - now"
     )
     auth_disabled: bool = False
+    credentials_key: SecretStr | None = Field(
+        default=None, description="Fernet key(s), comma-separated, newest first, encrypting stored credentials"
+    )
 
     # Sessions (conversations kept by the server)
     redis_url: SecretStr | None = Field(
@@ -100,6 +110,14 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="how long a request waits for the one before it on its session (then 429)"
     )
 
+    # Usage log (integration_api.usage): one record per request, written in batches off the event loop
+    database_url: SecretStr | None = Field(
+        default=None, description="keep the usage log in this PostgreSQL (postgresql://...) instead of SQLite"
+    )
+    log_content: bool = Field(default=False, description="usage records carry the last user message and the reply")
+    usage_batch_size: int = Field(default=500, ge=1, description="usage records written per batch (or sooner)")
+    usage_flush_interval_s: float = Field(default=1.0, gt=0, description="longest a usage record waits to be written")
+
     # Streams
     max_inflight_per_stream: int = Field(default=16, ge=1, description="concurrent requests per stream; more wait")
     max_queued_per_stream: int = Field(
@@ -110,14 +128,12 @@ class Settings(BaseSettings):
     )
     max_queued_per_principal: int = Field(
         default=1024, ge=0, description="requests one principal may have waiting across all its streams"
-    # Usage log (integration_api.usage): one record per request, written in batches off the event loop
-    database_url: SecretStr | None = Field(
-        default=None, description="keep the usage log in this PostgreSQL (postgresql://...) instead of SQLite"
     )
-    log_content: bool = Field(default=False, description="usage records carry the last user message and the reply")
-    usage_batch_size: int = Field(default=500, ge=1, description="usage records written per batch (or sooner)")
-    usage_flush_interval_s: float = Field(default=1.0, gt=0, description="longest a usage record waits to be written")
-
+    max_streams_per_principal: int = Field(
+        default=0, ge=0, description="open StreamChat streams one principal may hold on this server; 0 = no limit"
+    )
+    stream_idle_timeout_s: float = Field(
+        default=0.0, ge=0, description="end a stream with nothing in flight and nothing received this long; 0 = never"
     )
     default_provider: str = "simulated"
     preload_providers: bool = Field(
@@ -178,6 +194,8 @@ class Settings(BaseSettings):
             )
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        if self.tls_client_ca is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca (client certificates) needs TLS: set tls_cert_file and tls_key_file")
         return self
 
     @classmethod

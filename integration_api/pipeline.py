@@ -6,7 +6,8 @@ GetModeration, and later the HTTP API) gets its adapter from `Gateway.provider`,
 `RequestContext`; it implements the same `Provider` interface and passes on what it does not override.
 
 Layers are listed outermost first: the usage layer (one usage record per request, ``integration_api.usage``), the
-stats layer (every request counted for GetServerStats), the session layer
+policy layer (scopes, rate limits and budgets, ``integration_api.policy``: a refusal never reaches the layers
+inside it), the stats layer (every request counted for GetServerStats), the session layer
 (conversations kept by the server, only for requests naming a session), and the resilience layer (retries,
 first-token and idle timeouts, ``providers.resilience``); policy, accounting, metrics and routing are added here as
 more layers, each in one line of `default_layers`, never inside the engine, the gateway or an adapter. What layers
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from integration_api.context import RequestContext
+from integration_api.policy import PolicyLayer
 from integration_api.sessions.layer import SessionLayer
 from integration_api.sessions.state import ServerState
 from integration_api.sessions.stats import StatsLayer
@@ -51,6 +53,9 @@ def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     def usage(inner: Provider, context: RequestContext) -> Provider:
         return UsageLayer(inner, context, state.usage, log_content=settings.log_content)
 
+    def policy(inner: Provider, context: RequestContext) -> Provider:
+        return PolicyLayer(inner, context, state.policy)
+
     def stats(inner: Provider, context: RequestContext) -> Provider:
         return StatsLayer(inner, context, state.stats)
 
@@ -60,7 +65,7 @@ def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     def resilience(inner: Provider, context: RequestContext) -> Provider:
         return ResilientProvider(inner, context, settings)
 
-    return [usage, stats, sessions, resilience]
+    return [usage, policy, stats, sessions, resilience]
 
 
 def build_pipeline(settings: Settings, extra: Sequence[Layer] = (), state: ServerState | None = None) -> Pipeline:

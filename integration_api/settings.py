@@ -110,6 +110,17 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="how long a request waits for the one before it on its session (then 429)"
     )
 
+    # Policy (integration_api.policy): key and project scopes, rate limits, budgets; shared through redis_url
+    rate_limit_fail_mode: Literal["open", "closed"] = Field(
+        default="open", description="while Redis is unreachable: open = limit per process, closed = refuse (503)"
+    )
+    rate_limit_output_tokens: int = Field(
+        default=256, ge=0, description="tokens a chat reserves for its reply when it sets no model.max_tokens"
+    )
+    price_table_file: FilePath | None = Field(
+        default=None, description="TOML prices (USD per 1M tokens) replacing or extending the shipped table"
+    )
+
     # Usage log (integration_api.usage): one record per request, written in batches off the event loop
     database_url: SecretStr | None = Field(
         default=None, description="keep the usage log in this PostgreSQL (postgresql://...) instead of SQLite"

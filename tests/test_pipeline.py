@@ -12,6 +12,7 @@ import pytest
 from integration_api.context import RequestContext, TraceContext
 from integration_api.errors import PermissionDenied
 from integration_api.pipeline import Pipeline, build_pipeline
+from integration_api.policy import PolicyLayer
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.sessions.stats import StatsLayer
 from integration_api.usage.layer import UsageLayer
@@ -152,7 +153,9 @@ def test_layers_wrap_outermost_first() -> None:
     assert order == ["inner", "outer"]  # built innermost first, so the first listed sees each call first
     usage = wrapped.inner.inner  # type: ignore[attr-defined]
     assert isinstance(usage, UsageLayer)  # the default layers, outermost first
-    stats = usage.inner
+    policy = usage.inner
+    assert isinstance(policy, PolicyLayer)
+    stats = policy.inner
     assert isinstance(stats, StatsLayer)
     resilient = stats.inner  # no session layer in between: the request names no session
     assert isinstance(resilient, ResilientProvider) and resilient.inner is adapter

@@ -6,6 +6,7 @@ the same object, and closes its store when the server stops.
 
 from __future__ import annotations
 
+from integration_api.policy import Policy
 from integration_api.sessions.manager import Sessions
 from integration_api.sessions.stats import ServerStats
 from integration_api.sessions.store import SessionStore
@@ -33,7 +34,9 @@ class ServerState:
             batch_size=settings.usage_batch_size,
             flush_interval_s=settings.usage_flush_interval_s,
         )
+        self.policy = Policy(settings)  # scopes, rate limits, budgets (integration_api.policy)
 
     async def aclose(self) -> None:
         await self.sessions.store.aclose()
         await self.usage.aclose()  # writes what is still pending (the server flushed it already, after the drain)
+        await self.policy.aclose()  # settlements in flight, then the limiter's connection

@@ -1,0 +1,253 @@
+"""Limits shared by every replica: the same rules as `LocalLimiter`, kept in Redis, one Lua script per decision.
+
+Why a hand-written GCRA script and not the `limits` library: `limits` (its async Redis storage, moving or sliding
+window) checks one limit per call and only adds, so a request checked against its key's and its project's limits
+would take several round trips, could use up the key's allowance and then be refused by the project's, and
+could not settle a token reservation (a negative cost) or hold a concurrency slot. One script does every rule of a
+request atomically in one round trip, and GCRA stores one number per rule where a moving window stores one entry
+per request. Measured on this machine against the local Redis (``bench/policy_limiter.py``): the script decides
+one request with three rules in one round trip; `limits`' moving window needed one per limit (see the module's
+numbers in the README's Tenancy section).
+
+Layout under the key prefix: ``rl:<rule key>`` holds a rate rule's TAT (milliseconds, expiring when it no longer
+limits), a concurrency rule's sorted set of leases (scored by when each lapses, `LEASE_TTL_S`, so a replica that
+died releases its slots by itself) or a quota's counter (expiring a day after its window). Times come from the
+caller's clock, so replicas must keep their clocks in step (NTP); in exchange tests move time without waiting.
+One Redis server (or a primary and its replicas), not Redis Cluster: a request's keys are in different slots.
+
+`FailoverLimiter` wraps it with the behaviour `rate_limit_fail_mode` chooses while Redis is unreachable: ``open``
+decides with this process's own `LocalLimiter` (one loud log line per outage; `outages` and `fallback_decisions`
+count for a metrics exporter), ``closed`` refuses with UNAVAILABLE. After a failure Redis is tried again at most
+every `RETRY_INTERVAL_S`, so an outage does not add a connection timeout to every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+from integration_api.errors import Unavailable
+from integration_api.policy.limits import (
+    CONCURRENCY_RETRY_AFTER_S,
+    LEASE_TTL_S,
+    ConcurrencyRule,
+    Limiter,
+    LocalLimiter,
+    RateRule,
+    Refusal,
+    Rule,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "integration_api:"
+RETRY_INTERVAL_S = 1.0
+SOCKET_TIMEOUT_S = 0.5
+QUOTA_KEEP_MS = 86_400_000
+FailMode = Literal["open", "closed"]
+
+# KEYS: one per rule. ARGV: now (ms), lease, lease TTL (ms), retry-after of a full concurrency rule (ms), then four
+# per rule: kind (r, c, q), limit, cost, parameter (r: period in ms; q: window end in ms). Returns {0, ''} when
+# admitted, else {the refusing rule's index (1-based), its wait in ms as text}.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local worst, worst_wait = 0, 0
+local tats = {}
+for i = 1, #KEYS do
+  local at = 4 + (i - 1) * 4
+  local kind, limit, cost, param = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  local wait = 0
+  if kind == 'r' then
+    local stored = redis.call('GET', KEYS[i])
+    local tat = stored and tonumber(stored) or now
+    if tat < now then tat = now end
+    tats[i] = tat + cost * param / limit
+    wait = tats[i] - param - now
+  elseif kind == 'c' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    if redis.call('ZCARD', KEYS[i]) >= limit then wait = tonumber(ARGV[4]) end
+  else
+    local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if spent >= limit then wait = param - now end
+  end
+  if wait > 0 and wait > worst_wait then worst, worst_wait = i, wait end
+end
+if worst > 0 then return {worst, tostring(worst_wait)} end
+for i = 1, #KEYS do
+  local at = 4 + (i - 1) * 4
+  local kind, cost, param = ARGV[at + 1], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  if kind == 'r' then
+    redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil(tats[i] - now) + 1)
+  elseif kind == 'c' then
+    redis.call('ZADD', KEYS[i], now + tonumber(ARGV[3]), ARGV[2])
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[3]))
+  else
+    redis.call('INCRBY', KEYS[i], cost)
+    redis.call('PEXPIRE', KEYS[i], math.ceil(param - now) + tonumber(ARGV[5 + #KEYS * 4]))
+  end
+end
+return {0, ''}
+"""
+
+# KEYS: one per rule. ARGV: now (ms), lease, then four per rule: kind, limit, delta, parameter (as above), then
+# how long a quota counter outlives its window (ms).
+_SETTLE = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local at = 2 + (i - 1) * 4
+  local kind, limit, delta, param = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  if kind == 'c' then
+    redis.call('ZREM', KEYS[i], ARGV[2])
+  elseif delta ~= 0 and kind == 'r' then
+    local stored = redis.call('GET', KEYS[i])
+    local tat = stored and tonumber(stored) or now
+    if tat < now then tat = now end
+    tat = tat + delta * param / limit
+    if tat > now then
+      redis.call('SET', KEYS[i], tostring(tat), 'PX', math.ceil(tat - now) + 1)
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  elseif delta ~= 0 and param > now then
+    redis.call('INCRBY', KEYS[i], delta)
+    redis.call('PEXPIRE', KEYS[i], math.ceil(param - now) + tonumber(ARGV[3 + #KEYS * 4]))
+  end
+end
+return 1
+"""
+
+
+def _rule_args(rule: Rule, cost: int) -> list[str | int | float]:
+    if isinstance(rule, RateRule):
+        return ["r", rule.limit, cost, rule.period_s * 1000.0]
+    if isinstance(rule, ConcurrencyRule):
+        return ["c", rule.limit, 0, 0]
+    return ["q", rule.limit, cost, rule.resets_at * 1000.0]
+
+
+def _cost(rule: Rule) -> int:
+    return 0 if isinstance(rule, ConcurrencyRule) else rule.cost
+
+
+class RedisLimiter:
+    """`Limiter` over one Redis; raises `RedisError` when Redis fails (`FailoverLimiter` decides what then)."""
+
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self._prefix = f"{prefix}rl:"
+        self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
+        )
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._settle = self._redis.register_script(_SETTLE)
+
+    async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
+        args: list[str | int | float] = [now * 1000.0, lease, LEASE_TTL_S * 1000.0, CONCURRENCY_RETRY_AFTER_S * 1000.0]
+        for rule in rules:
+            args.extend(_rule_args(rule, _cost(rule)))
+        args.append(QUOTA_KEEP_MS)
+        index, wait_ms = await self._acquire(keys=[self._prefix + rule.key for rule in rules], args=args)
+        if int(index) == 0:
+            return None
+        return Refusal(rules[int(index) - 1], float(wait_ms) / 1000.0)
+
+    async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
+        args: list[str | int | float] = [now * 1000.0, lease]
+        for rule, delta in zip(rules, deltas, strict=True):
+            args.extend(_rule_args(rule, delta))
+        args.append(QUOTA_KEEP_MS)
+        await self._settle(keys=[self._prefix + rule.key for rule in rules], args=args)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class FailoverLimiter:
+    """The Redis limiter, with fail-open (local limits) or fail-closed (UNAVAILABLE) while Redis is unreachable.
+
+    A lease is settled by the limiter that admitted it (`settle` falls back too: Redis' own lease expiry and
+    GCRA's catch-up absorb what a settle lost during an outage).
+    """
+
+    def __init__(
+        self,
+        shared: Limiter,
+        mode: FailMode,
+        local: LocalLimiter | None = None,
+    ) -> None:
+        self.shared = shared
+        self.local = local or LocalLimiter()
+        self.mode: FailMode = mode
+        self._down_since: float | None = None
+        self._next_try = -math.inf
+        self.outages = 0  # times Redis became unreachable
+        self.errors = 0  # Redis calls that failed
+        self.fallback_decisions = 0  # acquisitions decided locally (fail open) or refused (fail closed)
+        self._local_leases: set[str] = set()
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def _failed(self, error: RedisError, now: float) -> None:
+        self.errors += 1
+        self._next_try = now + RETRY_INTERVAL_S
+        if self._down_since is None:
+            self._down_since = now
+            self.outages += 1
+            action = "limiting with this process's own counters" if self.mode == "open" else "refusing requests"
+            logger.error(
+                "rate limits: Redis is unreachable (%s: %s); %s (rate_limit_fail_mode=%s) until it is back",
+                type(error).__name__,
+                error,
+                action,
+                self.mode,
+            )
+
+    def _recovered(self, now: float) -> None:
+        if self._down_since is not None:
+            logger.warning(
+                "rate limits: Redis is reachable again after %.1f s; limits are shared again", now - self._down_since
+            )
+            self._down_since = None
+
+    def _fallback(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
+        self.fallback_decisions += 1
+        if self.mode == "closed":
+            raise Unavailable(
+                "rate limits cannot be checked: the limit store (Redis) is unreachable and"
+                " rate_limit_fail_mode is closed",
+                retry_after=RETRY_INTERVAL_S,
+            )
+        refusal = self.local.acquire_now(rules, lease, now)
+        if refusal is None:
+            self._local_leases.add(lease)
+        return refusal
+
+    async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
+        if self.down and now < self._next_try:
+            return self._fallback(rules, lease, now)
+        try:
+            refusal = await self.shared.acquire(rules, lease, now)
+        except RedisError as error:
+            self._failed(error, now)
+            return self._fallback(rules, lease, now)
+        self._recovered(now)
+        return refusal
+
+    async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
+        if lease in self._local_leases:
+            self._local_leases.discard(lease)
+            self.local.settle_now(rules, deltas, lease, now)
+            return
+        try:
+            await self.shared.settle(rules, deltas, lease, now)
+        except RedisError as error:
+            self._failed(error, now)
+
+    async def aclose(self) -> None:
+        await self.shared.aclose()

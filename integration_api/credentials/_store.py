@@ -98,8 +98,9 @@ class CredentialStore:
         self.path = Path(data_dir) / DB_FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cipher = cipher
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
+        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file, outside a transaction
+        with self._connect(write=True) as connection:
             connection.execute(_SCHEMA)
 
     @contextmanager

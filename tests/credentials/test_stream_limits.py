@@ -26,8 +26,8 @@ async def limited(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     await running.server.stop()
 
 
-async def served(stream: StreamDriver, request_id: str, **params: object) -> bool:
-    await stream.send(chat_request(request_id, provider="simulated", **params))
+async def served(stream: StreamDriver, request_id: str, delay_ms: int = 0) -> bool:
+    await stream.send(chat_request(request_id, provider="simulated", simulated_delay_ms=delay_ms))
     return (await stream.read_until_done([request_id])).terminal(request_id).success
 
 
@@ -77,7 +77,7 @@ async def test_an_idle_stream_is_ended(limited: RunningGateway) -> None:
 async def test_a_request_in_flight_keeps_a_stream_open(limited: RunningGateway) -> None:
     stream = limited.open_stream()
     # The reply takes about four idle timeouts; the stream is not idle meanwhile.
-    assert await served(stream, "slow", simulated_delay_ms=200)
+    assert await served(stream, "slow", delay_ms=200)
     await stream.call.done_writing()
     await stream.read_to_end()
     assert await stream.call.code() == grpc.StatusCode.OK

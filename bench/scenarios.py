@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers
+from bench import peers, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, machine_busy_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
@@ -162,6 +162,33 @@ def _setup_passthrough(ctx: Context, stack: contextlib.ExitStack) -> Setup:
     return Setup(proxy, emulator, _http_jobs(lambda n: OpenAISDKLoad(base_url, n)))
 
 
+def _setup_session_turns(
+    ctx: Context, stack: contextlib.ExitStack, *, on_session: bool, redis: bool = False
+) -> Setup | None:
+    """(s0) stateless requests carrying the history, (s) the same turns on sessions (SQLite), (sr) on Redis."""
+    redis_url = None
+    if redis:
+        missing = sessions.redis_available()
+        if missing is not None:
+            ctx.notes.append(f"(sr) skipped: {missing}.")
+            return None
+        redis_url = sessions.REDIS_URL
+    gateway = start_gateway(ctx.log_dir, settings=sessions.session_settings(redis_url))
+    stack.callback(gateway.stop)
+    if on_session:
+        label = "(sr) Redis" if redis else "(s) SQLite"
+
+        def note_memory() -> None:
+            measured = (
+                sessions.redis_bytes_per_session() if redis else sessions.sqlite_bytes_per_session(gateway.data_dir)
+            )
+            ctx.notes.append(f"{label} memory per stored session: {measured}.")
+
+        stack.callback(note_memory)  # runs before the gateway stops (callbacks run last-in first-out)
+    config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
+    return Setup(gateway.server, None, sessions.jobs(config, on_session))
+
+
 def _two_workers(setup: Callable[..., Setup]) -> Callable[[Context, contextlib.ExitStack], Setup]:
     """The same gateway scenario with `integration-api serve --workers 2` (one port, SO_REUSEPORT)."""
     return functools.partial(setup, workers=2)
@@ -180,6 +207,24 @@ SCENARIOS: dict[str, Scenario] = {
             "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
         ),
         Scenario("w", "bridge WebSocket StreamChat, simulated provider", (1, 50), _setup_bridge),
+        Scenario(
+            "s0",
+            "gateway, stateless request with a 10-message history",
+            (1, 50),
+            functools.partial(_setup_session_turns, on_session=False),
+        ),
+        Scenario(
+            "s",
+            "gateway, session turn (SQLite store)",
+            (1, 50),
+            functools.partial(_setup_session_turns, on_session=True),
+        ),
+        Scenario(
+            "sr",
+            "gateway, session turn (Redis store)",
+            (1, 50),
+            functools.partial(_setup_session_turns, on_session=True, redis=True),
+        ),
         Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
         Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),
         Scenario("e", "LiteLLM proxy -> emulator", (1, 50), _setup_litellm),

@@ -69,8 +69,10 @@ def start_gateway(
     name: str = "gateway",
     workers: int = 1,
     http: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> Gateway:
-    """`http`: also serve the HTTP front door (on a free port; otherwise HTTP is off)."""
+    """`http`: also serve the HTTP front door (on a free port; otherwise HTTP is off). `settings`: more
+    INTEGRATION_API_* variables for the server."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     api_key, _ = ApiKeyStore(data_dir).create(name="bench", organization_id="bench", project_id="bench")
     http_port = free_port() if http else 0
@@ -80,6 +82,7 @@ def start_gateway(
         "INTEGRATION_API_AUTH_DISABLED": "false",
         "INTEGRATION_API_HTTP_PORT": str(http_port),
     }
+    env.update(settings or {})
     if emulator is not None:
         env["INTEGRATION_API_PROVIDER_BASE_URLS"] = json.dumps({"openai": emulator_base_url(emulator)})
     port = free_port()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from auth.cli import keys_app
+from auth.cli import keys_app, projects_app
 from integration_api import __version__
 from integration_api.cli_support import BAD_SETTINGS_EXIT_CODE, FLAG, load_settings
 from integration_api.credentials.cli import credentials_app
@@ -20,6 +20,7 @@ from integration_api.usage.cli import usage_command
 
 app = typer.Typer(help="A gRPC gateway to every major LLM provider.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys; issue service tokens.")
+app.add_typer(projects_app, name="projects", help="Set and list project-level limits and budgets.")
 app.add_typer(credentials_app, name="credentials", help="Store vendor credentials for requests to reference.")
 app.command(name="bench")(bench_command)
 app.command(name="usage")(usage_command)

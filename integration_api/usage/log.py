@@ -37,6 +37,7 @@ class UsageLog:
         self._pending: deque[UsageRecord] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._everything = False  # the writer writes partial batches too (the interval passed, or a flush)
         self._closed = False
 
     @property
@@ -61,18 +62,21 @@ class UsageLog:
         if len(self._pending) >= self.batch_size:
             self._write_soon()
         elif self._timer is None and self._writer is None:
-            self._timer = loop.call_later(self.flush_interval_s, self._write_soon)
+            self._timer = loop.call_later(self.flush_interval_s, self._write_all_soon)
 
     def _write_soon(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_pending(), name="usage-log-writer")
 
+    def _write_all_soon(self) -> None:
+        """The flush interval passed: write everything pending, not only full batches (a running writer goes on)."""
+        self._timer = None
+        self._everything = True
+        self._write_soon()
+
     async def _write_pending(self) -> None:
         try:
-            while self._pending:
+            while len(self._pending) >= (1 if self._everything else self.batch_size):
                 count = min(len(self._pending), self.batch_size)
                 batch = [self._pending.popleft() for _ in range(count)]
                 try:
@@ -81,12 +85,14 @@ class UsageLog:
                     self._pending.extendleft(reversed(batch))  # oldest first again, retried after an interval
                     self._shed()
                     logger.error("usage log: writing %d records failed (%s); retrying", len(batch), error.message)
-                    if not self._closed:
-                        self._timer = asyncio.get_running_loop().call_later(self.flush_interval_s, self._write_soon)
-                    return
+                    break
                 self.written += count
+            else:
+                self._everything = False
         finally:
             self._writer = None
+        if self._pending and self._timer is None and not self._closed:  # what is left waits for the interval
+            self._timer = asyncio.get_running_loop().call_later(self.flush_interval_s, self._write_all_soon)
 
     def _shed(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -101,11 +107,13 @@ class UsageLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._everything = True
+        self._write_soon()
         while self._writer is not None:
             await asyncio.shield(self._writer)
-        if self._pending:
-            self._writer = asyncio.get_running_loop().create_task(self._write_pending(), name="usage-log-writer")
-            await asyncio.shield(self._writer)
+        if self._timer is not None:  # the write failed, and set a timer to retry: the caller decides instead
+            self._timer.cancel()
+            self._timer = None
 
     async def aclose(self) -> None:
         """Write everything pending, then close the store (once; again is a no-op). Records arriving afterwards are

@@ -130,10 +130,25 @@ class PostgresUsageStore(UsageStore):
             if row.requests
         ]
 
+    async def recent(self, limit: int = 100) -> list[UsageRecord]:
+        engine = await self._db()
+        columns = [usage_records.c[name] for name in COLUMNS]
+        statement = sa.select(*columns).order_by(usage_records.c.id.desc()).limit(limit)
+        try:
+            async with engine.connect() as connection:
+                rows = (await connection.execute(statement)).all()
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable(f"reading the usage database failed: {_describe(exc)}") from exc
+        return [UsageRecord(row[0].timestamp(), *row[1:]) for row in rows]
+
     async def count(self) -> int:
         engine = await self._db()
-        async with engine.connect() as connection:
-            return int((await connection.execute(sa.select(sa.func.count()).select_from(usage_records))).scalar_one())
+        try:
+            async with engine.connect() as connection:
+                result = await connection.execute(sa.select(sa.func.count()).select_from(usage_records))
+                return int(result.scalar_one())
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable(f"reading the usage database failed: {_describe(exc)}") from exc
 
     async def aclose(self) -> None:
         if self._engine is not None:

@@ -178,6 +178,13 @@ class SqliteUsageStore(UsageStore):
     async def summarize(self, query: UsageQuery) -> list[UsageRow]:
         return await self._run(lambda db: summarize(db, query))
 
+    async def recent(self, limit: int = 100) -> list[UsageRecord]:
+        def select(db: sqlite3.Connection) -> list[UsageRecord]:
+            rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM usage_records ORDER BY id DESC LIMIT ?", (limit,))
+            return [UsageRecord(*row) for row in rows]
+
+        return await self._run(select)
+
     async def count(self) -> int:
         return int(await self._run(lambda db: db.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0]))
 

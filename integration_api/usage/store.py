@@ -28,6 +28,10 @@ class UsageStore(ABC):
         """The sums per group of the records `query` selects, ordered by the group keys."""
 
     @abstractmethod
+    async def recent(self, limit: int = 100) -> list[UsageRecord]:
+        """The `limit` newest records (by when they were written), newest first."""
+
+    @abstractmethod
     async def count(self) -> int:
         """How many records the store holds (tests and benchmarks)."""
 

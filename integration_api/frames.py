@@ -179,6 +179,8 @@ def final_frame(request_id: str, accumulated: ResponseAccumulator, finished: Cha
         pb.Metric(name="LLM_REQUEST_ID", value=finished.provider_request_id),
         pb.Metric(name="STATUS", value="SUCCESS"),
     ]
+    if finished.served_by:  # a routed request (revision 3): which target served it
+        metrics.append(pb.Metric(name="SERVED_BY", value=finished.served_by))
     return pb.ChatResponse(
         code=200,
         success=True,
@@ -190,6 +192,7 @@ def final_frame(request_id: str, accumulated: ResponseAccumulator, finished: Cha
         usage=pb.Usage(
             inputTokens=usage.input_tokens, outputTokens=usage.output_tokens, totalTokens=usage.total_tokens
         ),
+        servedBy=finished.served_by,
     )
 
 

@@ -15,6 +15,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from integration_api.gateway import Gateway
 from integration_api.proto import integration_api_pb2 as pb
+from integration_api.routing.service import get_routes
 from integration_api.sessions.service import SERVICE as SESSION_SERVICE
 from integration_api.sessions.service import SessionServicer
 from providers.vendors import VENDORS
@@ -60,6 +61,9 @@ class ProviderService:
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetVersionResponse:
         return await self._gateway.get_version(context)
+
+    async def GetRoutes(self, request: pb.GetRoutesRequest, context: grpc.aio.ServicerContext) -> pb.GetRoutesResponse:
+        return await get_routes(self._gateway, context)
 
 
 def _method_handlers(servicer: ProviderService | SessionServicer, service: str) -> dict[str, grpc.RpcMethodHandler]:

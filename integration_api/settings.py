@@ -25,6 +25,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from integration_api import url_policy
+from integration_api.routing.config import RouteConfig, check_route_names
 
 ENV_PREFIX = "INTEGRATION_API_"
 # ``INTEGRATION_API_*`` variables read by the client side (the client library, `chat`, `health`, `bench`, the
@@ -171,6 +172,9 @@ class Settings(BaseSettings):
         default="WARNING", description="level of every other logger: grpc, asyncio, the HTTP clients, the SDKs"
     )
 
+    routes: dict[str, RouteConfig] = Field(
+        default_factory=dict, description="named routes, used as providerName route:NAME (integration_api.routing)"
+    )
     @field_validator("allowed_base_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -200,6 +204,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.workers > 1 and self.port == 0:
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, value: dict[str, RouteConfig]) -> dict[str, RouteConfig]:
+        return check_route_names(value)
+
             raise ValueError(
                 f"workers = {self.workers} needs a fixed port: processes can only share a port they all know"
             )
@@ -308,3 +317,5 @@ def _describe(detail: ErrorDetails, given: Mapping[str, Any], config_file: Path 
 def _is_secret(name: str) -> bool:
     field = Settings.model_fields.get(name)
     return field is not None and SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
+    if name == "routes":  # a route's target may carry a vendor key
+        return True

@@ -72,11 +72,15 @@ class ProviderEnv:
 
     `clients` is the server's `ClientCache`, or, for one request, a `ClientLease` on it (see `Gateway.provider`).
     `context` is the request's own context (None outside a request, e.g. in an adapter's unit test).
+    `trusted_base_url` is set only by server code, never from a request: the one credential base URL an operator
+    configured (a route's target, ``integration_api.routing``), which ``providers.endpoints`` honours without the
+    allowlist.
     """
 
     settings: Settings
     clients: ClientSource
     context: RequestContext | None = None
+    trusted_base_url: str | None = None
 
 
 ProviderFactory = Callable[[CredentialValue, ProviderEnv], Provider]

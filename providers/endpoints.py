@@ -4,7 +4,9 @@ A caller-supplied URL could make the gateway call any host (and hand it the call
 honoured only when an entry of `Settings.allowed_base_urls` matches it exactly: scheme, host, port and a path
 prefix, by the rules of ``integration_api.url_policy``; otherwise the request fails with PermissionDenied. The
 URL is then used in its canonical spelling, the one that was checked. Server-side per-provider URLs
-(`Settings.provider_base_urls`, e.g. a company proxy) are trusted.
+(`Settings.provider_base_urls`, e.g. a company proxy) are trusted, and so is the one URL server code puts in
+`ProviderEnv.trusted_base_url` (a route target's credential, written by the operator: ``integration_api.routing``);
+a request can set neither.
 
 The adapters' HTTP clients never follow redirects (see each adapter's client construction): an allowed host
 answering 307 to another host must not become a call to that host.
@@ -25,6 +27,8 @@ def resolve_base_url(
     if supplied not in (None, ""):
         if not isinstance(supplied, str):
             raise InvalidArgument(f"credential field {key!r} must be text")
+        if env.trusted_base_url is not None and supplied == env.trusted_base_url:
+            return supplied  # written by the operator (a route's target), not by the caller
         try:
             return env.settings.base_url_allowlist.check(supplied).text
         except UrlRefused as exc:

@@ -131,6 +131,7 @@ class ChatFinished:
     finish_reason: FinishReason
     usage: Usage
     provider_request_id: str = ""
+    served_by: str = ""  # "provider/model" of the target a route chose (``integration_api.routing``), else ""
 
 
 ChatEvent: TypeAlias = TextDelta | ToolCallDelta | ChatFinished

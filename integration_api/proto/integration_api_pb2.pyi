@@ -624,6 +624,7 @@ class ChatResponse(_message.Message):
     FINAL_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
+    SERVEDBY_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     success: _builtins.bool
     requestId: _builtins.str
@@ -632,6 +633,10 @@ class ChatResponse(_message.Message):
     """Added (revision 2): true on the one terminal frame of a request (the final frame or the error frame)."""
     pong: _builtins.bool
     """Added (revision 3): true on the answer to a PING (requestId echoed, final=false, success=true, no metrics)."""
+    servedBy: _builtins.str
+    """Added (revision 3): on the final frame of a request to a route (providerName "route:NAME"), the target that
+    served it, "provider/model" (also the metric SERVED_BY); empty otherwise.
+    """
     @_builtins.property
     def data(self) -> Global___Message: ...
     @_builtins.property
@@ -655,10 +660,11 @@ class ChatResponse(_message.Message):
         final: _builtins.bool = ...,
         usage: Global___Usage | None = ...,
         pong: _builtins.bool = ...,
+        servedBy: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "data", b"data", "error", b"error", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "code", b"code", "data", b"data", "error", b"error", "final", b"final", "finishReason", b"finishReason", "metrics", b"metrics", "pong", b"pong", "requestId", b"requestId", "success", b"success", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_data", b"_data", "_error", b"_error", "_usage", b"_usage", "code", b"code", "data", b"data", "error", b"error", "final", b"final", "finishReason", b"finishReason", "metrics", b"metrics", "pong", b"pong", "requestId", b"requestId", "servedBy", b"servedBy", "success", b"success", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__data: _TypeAlias = _typing.Literal["data"]  # noqa: Y015
     _WhichOneofArgType__data: _TypeAlias = _typing.Literal["_data", b"_data"]  # noqa: Y015
@@ -1705,3 +1711,125 @@ class GetServerStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServerStatsResponse: _TypeAlias = GetServerStatsResponse  # noqa: Y015
+
+@_typing.final
+class GetRoutesRequest(_message.Message):
+    """Added (revision 3): the routes this server process serves (providerName "route:NAME") and each target's state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoutesRequest: _TypeAlias = GetRoutesRequest  # noqa: Y015
+
+@_typing.final
+class RouteTargetInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    BREAKERSTATE_FIELD_NUMBER: _builtins.int
+    INFLIGHT_FIELD_NUMBER: _builtins.int
+    MAXCONCURRENT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    FIRSTTOKENMS_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    model: _builtins.str
+    rank: _builtins.int
+    """targets are tried by rank; those of equal rank share the load"""
+    weight: _builtins.float
+    breakerState: _builtins.str
+    """"closed", "open" or "half_open" """
+    inFlight: _builtins.int
+    """requests at this target now"""
+    maxConcurrent: _builtins.int
+    """0: no cap"""
+    attempts: _builtins.int
+    """since this process started"""
+    failures: _builtins.int
+    firstTokenMs: _builtins.float
+    """recent time to first event (moving average); 0 before the first success"""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        weight: _builtins.float = ...,
+        breakerState: _builtins.str = ...,
+        inFlight: _builtins.int = ...,
+        maxConcurrent: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        firstTokenMs: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "breakerState", b"breakerState", "failures", b"failures", "firstTokenMs", b"firstTokenMs", "inFlight", b"inFlight", "maxConcurrent", b"maxConcurrent", "model", b"model", "provider", b"provider", "rank", b"rank", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteTargetInfo: _TypeAlias = RouteTargetInfo  # noqa: Y015
+
+@_typing.final
+class RouteInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    HEDGEAFTERMS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    balance: _builtins.str
+    """"weighted" or "least_in_flight" """
+    hedgeAfterMs: _builtins.int
+    """0: no hedging"""
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteTargetInfo]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        balance: _builtins.str = ...,
+        hedgeAfterMs: _builtins.int = ...,
+        targets: _abc.Iterable[Global___RouteTargetInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "hedgeAfterMs", b"hedgeAfterMs", "name", b"name", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteInfo: _TypeAlias = RouteInfo  # noqa: Y015
+
+@_typing.final
+class GetRoutesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteInfo]:
+        """sorted by name"""
+
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___RouteInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRoutesResponse: _TypeAlias = GetRoutesResponse  # noqa: Y015

@@ -1690,6 +1690,11 @@ class UnifiedProviderServiceStub:
                 request_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetVersionResponse.FromString,
                 _registered_method=True)
+        self.GetRoutes = channel.unary_unary(
+                '/integration_api.UnifiedProviderService/GetRoutes',
+                request_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetRoutesRequest.SerializeToString,
+                response_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class UnifiedProviderServiceServicer:
@@ -1739,6 +1744,13 @@ class UnifiedProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRoutes(self, request, context):
+        """Added (revision 3): the configured routes with each target's circuit-breaker state and recent latency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UnifiedProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1776,6 +1788,11 @@ def add_UnifiedProviderServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetVersionRequest.FromString,
                     response_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'GetRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoutes,
+                    request_deserializer=integration__api_dot_proto_dot_integration__api__pb2.GetRoutesRequest.FromString,
+                    response_serializer=integration__api_dot_proto_dot_integration__api__pb2.GetRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1968,6 +1985,33 @@ class UnifiedProviderService:
             '/integration_api.UnifiedProviderService/GetVersion',
             integration__api_dot_proto_dot_integration__api__pb2.GetVersionRequest.SerializeToString,
             integration__api_dot_proto_dot_integration__api__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/integration_api.UnifiedProviderService/GetRoutes',
+            integration__api_dot_proto_dot_integration__api__pb2.GetRoutesRequest.SerializeToString,
+            integration__api_dot_proto_dot_integration__api__pb2.GetRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -453,6 +453,8 @@ class UnifiedProviderServiceStub:
     GetModeration: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.GetModerationRequest, _integration_api_pb2.GetModerationResponse]
     GetVersion: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.GetVersionRequest, _integration_api_pb2.GetVersionResponse]
     """Added (revision 2): server version, protocol revision and what each enabled provider serves."""
+    GetRoutes: _grpc.UnaryUnaryMultiCallable[_integration_api_pb2.GetRoutesRequest, _integration_api_pb2.GetRoutesResponse]
+    """Added (revision 3): the configured routes with each target's circuit-breaker state and recent latency."""
 
 @_typing.type_check_only
 class UnifiedProviderServiceAsyncStub(UnifiedProviderServiceStub):
@@ -467,6 +469,8 @@ class UnifiedProviderServiceAsyncStub(UnifiedProviderServiceStub):
     GetModeration: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.GetModerationRequest, _integration_api_pb2.GetModerationResponse]  # type: ignore[assignment]
     GetVersion: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.GetVersionRequest, _integration_api_pb2.GetVersionResponse]  # type: ignore[assignment]
     """Added (revision 2): server version, protocol revision and what each enabled provider serves."""
+    GetRoutes: _aio.UnaryUnaryMultiCallable[_integration_api_pb2.GetRoutesRequest, _integration_api_pb2.GetRoutesResponse]  # type: ignore[assignment]
+    """Added (revision 3): the configured routes with each target's circuit-breaker state and recent latency."""
 
 class UnifiedProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Picks the provider per request from `providerName` (revision 1); an empty name means the server's default."""
@@ -520,6 +524,14 @@ class UnifiedProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_integration_api_pb2.GetVersionResponse, _abc.Awaitable[_integration_api_pb2.GetVersionResponse]]:
         """Added (revision 2): server version, protocol revision and what each enabled provider serves."""
+
+    @_abc_1.abstractmethod
+    def GetRoutes(
+        self,
+        request: _integration_api_pb2.GetRoutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_integration_api_pb2.GetRoutesResponse, _abc.Awaitable[_integration_api_pb2.GetRoutesResponse]]:
+        """Added (revision 3): the configured routes with each target's circuit-breaker state and recent latency."""
 
 def add_UnifiedProviderServiceServicer_to_server(servicer: UnifiedProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     retry_max_total_s: float = Field(default=30.0, ge=0)
     client_cache_size: int = Field(default=256, ge=1)
     client_cache_ttl_s: float = Field(default=600.0, gt=0)
+    routes: dict[str, RouteConfig] = Field(
+        default_factory=dict, description="named routes, used as providerName route:NAME (integration_api.routing)"
+    )
 
     log_level: LogLevel = Field(
         default="INFO", description="level of our own loggers (integration_api, providers, auth)"
@@ -172,9 +175,6 @@ class Settings(BaseSettings):
         default="WARNING", description="level of every other logger: grpc, asyncio, the HTTP clients, the SDKs"
     )
 
-    routes: dict[str, RouteConfig] = Field(
-        default_factory=dict, description="named routes, used as providerName route:NAME (integration_api.routing)"
-    )
     @field_validator("allowed_base_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -196,6 +196,11 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
+    @field_validator("routes")
+    @classmethod
+    def _route_names(cls, value: dict[str, RouteConfig]) -> dict[str, RouteConfig]:
+        return check_route_names(value)
+
     @field_validator("log_level", "log_level_third_party", mode="before")
     @classmethod
     def _upper_case(cls, value: Any) -> Any:
@@ -204,11 +209,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.workers > 1 and self.port == 0:
-    @field_validator("routes")
-    @classmethod
-    def _route_names(cls, value: dict[str, RouteConfig]) -> dict[str, RouteConfig]:
-        return check_route_names(value)
-
             raise ValueError(
                 f"workers = {self.workers} needs a fixed port: processes can only share a port they all know"
             )
@@ -315,7 +315,7 @@ def _describe(detail: ErrorDetails, given: Mapping[str, Any], config_file: Path 
 
 
 def _is_secret(name: str) -> bool:
-    field = Settings.model_fields.get(name)
-    return field is not None and SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))
     if name == "routes":  # a route's target may carry a vendor key
         return True
+    field = Settings.model_fields.get(name)
+    return field is not None and SecretStr in (field.annotation, *getattr(field.annotation, "__args__", ()))

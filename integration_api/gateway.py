@@ -31,6 +31,7 @@ from integration_api.lifecycle import Lifecycle
 from integration_api.pipeline import Pipeline, build_pipeline
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.requests import credential_value, decode_parameters, parse_chat_request
+from integration_api.routing.install import install_routes
 from integration_api.sessions.state import ServerState
 from integration_api.settings import Settings
 from integration_api.status import rich_status
@@ -83,6 +84,7 @@ class Gateway:
         self.state = self.pipeline.state or ServerState(settings)  # stats and sessions (SessionService)
         self.queued = QueuedRequests(settings.max_queued_per_principal)
         self.credentials = StoredCredentials.from_settings(settings)  # what `credential_ref` / Credential.id name
+        self.routes = install_routes(settings, registry, self.credentials)  # "route:NAME" providers (routing)
         self.open_streams = OpenStreams(settings.max_streams_per_principal)
 
     # --- shared steps ----------------------------------------------------------------------------------------

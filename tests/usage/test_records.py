@@ -33,10 +33,10 @@ class FlakyProvider(Provider):
     """Fails each request's first attempt (503 before any output), then serves it like the simulated provider."""
 
     name = "flaky"
-    attempts: dict[str, int] = {}
 
-    def __init__(self, credential: CredentialValue) -> None:
+    def __init__(self, credential: CredentialValue, attempts: dict[str, int]) -> None:
         self._inner = SimulatedProvider(credential)
+        self.attempts = attempts  # per gateway: request id -> attempts so far
 
     async def stream_chat(self, call: ChatCall) -> AsyncIterator[ChatEvent]:  # type: ignore[override]
         seen = self.attempts[call.request_id] = self.attempts.get(call.request_id, 0) + 1
@@ -44,10 +44,6 @@ class FlakyProvider(Provider):
             raise Unavailable("flaky: first attempt fails", upstream_status=503)
         async for event in self._inner.stream_chat(call):
             yield event
-
-
-def _flaky(credential: CredentialValue, env: ProviderEnv) -> Provider:
-    return FlakyProvider(credential)
 
 
 class Gateway:
@@ -67,7 +63,12 @@ class Gateway:
 
 async def start(settings: Settings) -> Gateway:
     registry = default_registry()
-    registry.register(ProviderSpec("flaky", _flaky, ALL_RPCS))
+    attempts: dict[str, int] = {}
+
+    def flaky(credential: CredentialValue, env: ProviderEnv) -> Provider:
+        return FlakyProvider(credential, attempts)
+
+    registry.register(ProviderSpec("flaky", flaky, ALL_RPCS))
     keys = ApiKeyStore(settings.data_dir)
     server = GatewayServer(settings, registry=registry, authenticator=Authenticator(settings, store=keys))
     port = await server.start()
@@ -180,10 +181,10 @@ async def test_content_is_recorded_only_with_log_content(tmp_path: Path, databas
                 pb.Message(role="assistant", assistant=pb.AssistantMessage(contents=["an earlier answer"])),
                 pb.Message(role="user", user=pb.UserMessage(content="the last question")),
             ]
-            message = chat_request("c", provider="simulated", cred=credential(key=SECRET), messages=history)
-            await stream.send(message)
-            await stream.read_until_done(["c"])
-            [record] = await gateway.records()
+            rid = f"content-{log_content}"  # PostgreSQL: both runs share the test's database
+            await stream.send(chat_request(rid, provider="simulated", cred=credential(key=SECRET), messages=history))
+            await stream.read_until_done([rid])
+            record = by_id(await gateway.records())[rid]
         finally:
             await gateway.channel.close()
             await gateway.server.stop()

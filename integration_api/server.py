@@ -50,6 +50,24 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         # 1,000) arrived faster than the server accepts them: every backend reconnecting after a deploy does that.
         ("grpc.server.max_pending_requests", settings.max_pending_streams),
         ("grpc.server.max_pending_requests_hard_limit", 2 * settings.max_pending_streams),
+        *_connection_age_options(settings),
+    ]
+
+
+def _connection_age_options(settings: Settings) -> list[tuple[str, int]]:
+    """GOAWAY after max_connection_age_s (gRPC adds +-10% jitter), so new calls open a new connection.
+
+    gRPC's own grace would then cut a StreamChat stream still open on the old connection, requests in flight and
+    all; the engine instead retires each stream at the same age, from when the stream opened (later than its
+    connection, by at most one age) and gives its requests max_connection_age_grace_s. gRPC's grace therefore
+    covers both, so it only ever closes connections whose streams outlived their own retirement.
+    """
+    if settings.max_connection_age_s <= 0:
+        return []
+    grace_s = 1.1 * settings.max_connection_age_s + settings.max_connection_age_grace_s + 1
+    return [
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(grace_s * 1000)),
     ]
 
 

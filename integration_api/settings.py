@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         description='client certificate subject ("CN=name", "SAN=dns-or-uri") -> principal fields (mTLS)',
     )
     grace_period_s: float = Field(default=15.0, ge=0, description="how long SIGTERM waits for in-flight requests")
+    # Behind a load balancer, a StreamChat stream stays on the replica it first reached: ageing connections and
+    # streams out makes their clients reconnect, and so spreads them again (e.g. onto a replica added since).
+    max_connection_age_s: float = Field(
+        default=0.0, ge=0, description="GOAWAY a connection, and retire a StreamChat stream, this old; 0 = never"
+    )
+    max_connection_age_grace_s: float = Field(
+        default=30.0, ge=0, description="how long a retired stream's in-flight requests may still run"
+    )
 
     # HTTP front door (integration_api.http): the OpenAI-compatible API, the gRPC-JSON bridge, the chat page
     http_host: str | None = Field(default=None, description="address of the HTTP listener; default: `host`")

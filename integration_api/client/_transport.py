@@ -141,6 +141,10 @@ class GrpcStreamCall:
             error = error_from_rpc(exc, self._target)
             if not received and _hidden_by_core(exc):
                 error = await self._diagnose() or error
+            elif _hidden_by_core(exc):
+                # The server ended a working call (a drain, the stream's age) as a request was being written
+                # (seen through nginx): a broken stream, which the stream reconnects, not a gateway failure.
+                error = APIConnectionError(f"the call to {self._target} ended abruptly ({exc.details()})")
             raise error from exc
 
     def cancel(self) -> None:

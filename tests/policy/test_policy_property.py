@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration_api.policy.limits import ConcurrencyRule, Limiter, LocalLimiter, QuotaRule, RateRule, Rule
+from integration_api.policy.limits import (
+    ConcurrencyRule,
+    Limiter,
+    LocalLimiter,
+    QuotaRule,
+    RateRule,
+    Refusal,
+    Rule,
+)
 from integration_api.policy.redis_limiter import RedisLimiter
 
 T0 = 1_800_000_000.0
@@ -105,7 +114,7 @@ def test_the_property_can_fail() -> None:
     """A limiter that admits everything breaks it: the property is not vacuous."""
 
     class Lenient(LocalLimiter):
-        async def acquire(self, rules: object, lease: str, now: float) -> None:  # type: ignore[override]
+        async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
             return None
 
     with pytest.raises(AssertionError):

@@ -24,7 +24,7 @@ from integration_api.sessions.layer import SessionLayer
 from integration_api.sessions.state import ServerState
 from integration_api.sessions.stats import StatsLayer
 from integration_api.settings import Settings
-from integration_api.usage.layer import UsageLayer
+from integration_api.usage.layer import UsageLayer, usd_pricing
 from providers.base import Provider
 from providers.resilience import ResilientProvider
 
@@ -50,8 +50,10 @@ class Pipeline:
 def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     """The server's layers, outermost first."""
 
+    pricing = usd_pricing(state.policy.prices)  # the usage log's costs are the budgets' costs
+
     def usage(inner: Provider, context: RequestContext) -> Provider:
-        return UsageLayer(inner, context, state.usage, log_content=settings.log_content)
+        return UsageLayer(inner, context, state.usage, pricing=pricing, log_content=settings.log_content)
 
     def policy(inner: Provider, context: RequestContext) -> Provider:
         return PolicyLayer(inner, context, state.policy)

@@ -5,7 +5,8 @@ usage), a `GatewayError` raised through it (the provider's, the resilience layer
 the policy layer), a cancellation (CancelledError, or the consumer closing the stream early: status CANCELLED), and
 unexpected exceptions (INTERNAL). It records, never changes, what passes through.
 
-Cost comes from a `Pricing` function (the price table's, ``integration_api.policy``); without one it is 0. Message
+Cost, in US dollars, comes from a `Pricing` function: the policy's price table (``integration_api.policy.prices``,
+`usd_pricing`), the one budgets are counted with; a model without a price costs 0. Message
 content is recorded only with ``log_content`` (the last user message and the reply's text); never a credential:
 the principal is recorded by its ids.
 """
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 from integration_api.context import RequestContext
 from integration_api.errors import GatewayError, Internal
+from integration_api.policy.prices import NANO_USD, PriceTable
 from integration_api.usage.log import UsageLog
 from integration_api.usage.record import CANCELLED, OK, UsageRecord
 from providers.base import ChatStream, Provider, ProviderLayer
@@ -44,6 +46,15 @@ CANCELLED_CODE = 499
 
 def no_pricing(_provider: str, _model: str, _usage: Usage) -> float:
     return 0.0
+
+
+def usd_pricing(table: PriceTable) -> Pricing:
+    """Costs in US dollars from the policy's price table (which counts whole nano-dollars, for exact budgets)."""
+
+    def cost(provider: str, model: str, usage: Usage) -> float:
+        return table.cost_nano_usd(provider, model, usage) / NANO_USD
+
+    return cost
 
 
 class _Outcome:

@@ -104,7 +104,8 @@ async def test_a_successful_request(gateway: Gateway) -> None:
     assert (record.provider, record.model, record.status, record.code) == ("simulated", "sim-1", "OK", 200)
     assert (record.input_tokens, record.output_tokens) == (final.usage.inputTokens, final.usage.outputTokens) == (3, 3)
     assert record.ttft_ms is not None and 0 < record.ttft_ms <= record.total_ms
-    assert record.retries == 0 and record.cost == 0.0
+    assert record.retries == 0
+    assert record.cost == pytest.approx(3 * 1.00e-6 + 3 * 2.00e-6)  # the shipped price table: simulated $1/$2 per M
     assert record.prompt is None and record.reply is None  # no content without log_content
 
 

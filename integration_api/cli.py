@@ -15,6 +15,7 @@ from integration_api import __version__
 from integration_api.cli_support import BAD_SETTINGS_EXIT_CODE, FLAG, load_settings
 from integration_api.credentials.cli import credentials_app
 from integration_api.loadtest import bench_command
+from integration_api.routing.cli import routes_command
 from integration_api.settings import Settings
 from integration_api.usage.cli import usage_command
 
@@ -24,6 +25,7 @@ app.add_typer(projects_app, name="projects", help="Set and list project-level li
 app.add_typer(credentials_app, name="credentials", help="Store vendor credentials for requests to reference.")
 app.command(name="bench")(bench_command)
 app.command(name="usage")(usage_command)
+app.command(name="routes")(routes_command)
 
 # Help texts say "(env X)", never "[env X]": typer renders help as Rich markup, which swallows square brackets.
 ConfigOption = Annotated[

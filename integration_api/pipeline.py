@@ -5,13 +5,15 @@ GetModeration, and later the HTTP API) gets its adapter from `Gateway.provider`,
 `Pipeline.wrap`. A layer is a `ProviderLayer` subclass (``providers.base``) built per request with the request's
 `RequestContext`; it implements the same `Provider` interface and passes on what it does not override.
 
-Layers are listed outermost first: the usage layer (one usage record per request, ``integration_api.usage``), the
-policy layer (scopes, rate limits and budgets, ``integration_api.policy``: a refusal never reaches the layers
-inside it), the stats layer (every request counted for GetServerStats), the session layer
-(conversations kept by the server, only for requests naming a session), and the resilience layer (retries,
-first-token and idle timeouts, ``providers.resilience``); policy, accounting, metrics and routing are added here as
-more layers, each in one line of `default_layers`, never inside the engine, the gateway or an adapter. What layers
-share across requests (counters, the session store) is the pipeline's `ServerState`.
+Layers are listed outermost first: the request's trace span (only when tracing is on,
+``integration_api.observability``), the usage layer (one usage record per request, ``integration_api.usage``), the
+stats layer (every request counted for GetServerStats and the Prometheus metrics, refusals included), the policy
+layer (scopes, rate limits and budgets, ``integration_api.policy``: a refusal never reaches the layers inside it),
+the session layer (conversations kept by the server, only for requests naming a session), the resilience layer
+(retries, first-token and idle timeouts, ``providers.resilience``), then one trace span per upstream attempt
+(tracing on); policy, accounting, metrics and routing are added here as more layers, each in one line of
+`default_layers`, never inside the engine, the gateway or an adapter. What layers share across requests
+(counters, the session store) is the pipeline's `ServerState`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from integration_api.context import RequestContext
+from integration_api.observability.tracing import tracing_layers
 from integration_api.policy import PolicyLayer
 from integration_api.sessions.layer import SessionLayer
 from integration_api.sessions.state import ServerState
@@ -67,7 +70,8 @@ def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
     def resilience(inner: Provider, context: RequestContext) -> Provider:
         return ResilientProvider(inner, context, settings)
 
-    return [usage, policy, stats, sessions, resilience]
+    traced = tracing_layers()  # none unless OTEL_EXPORTER_OTLP_ENDPOINT is set (integration_api.observability)
+    return [*traced.outer, usage, stats, policy, sessions, resilience, *traced.attempts]
 
 
 def build_pipeline(settings: Settings, extra: Sequence[Layer] = (), state: ServerState | None = None) -> Pipeline:

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from integration_api.gateway import Authenticator, Gateway
 from integration_api.lifecycle import Lifecycle
+from integration_api.observability.service import MetricsService
 from integration_api.pipeline import Layer, build_pipeline
 from integration_api.reflection import enable_reflection
 from integration_api.services import add_services, service_handlers
@@ -205,6 +206,8 @@ async def serve(settings: Settings) -> None:
     await server.start()
     if settings.http_port:
         await server.start_http()
+    metrics = MetricsService(server)  # the workers' metrics publisher, metrics_port (integration_api.observability)
+    await metrics.start()
     freeze_heap()
     loop = asyncio.get_running_loop()
     stopping: asyncio.Future[None] = loop.create_future()
@@ -212,3 +215,4 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, _resolve, stopping)
     await stopping
     await server.drain_and_stop()
+    await metrics.aclose()

@@ -182,8 +182,17 @@ class Settings(BaseSettings):
     log_level_third_party: LogLevel = Field(
         default="WARNING", description="level of every other logger: grpc, asyncio, the HTTP clients, the SDKs"
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="log lines on stderr: text, or one JSON object per line"
+    )
 
-    @field_validator("allowed_base_urls", mode="before")
+    # Metrics (integration_api.observability; traces are set by the standard OTEL_* variables)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="/metrics on this port when HTTP is off; 0: none")
+    metrics_model_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="models that keep their name in metric labels (comma-separated; * = all); others: other"
+    )
+
+    @field_validator("allowed_base_urls", "metrics_model_allowlist", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -57,6 +57,7 @@ class ClientCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._retired: set[_Entry] = set()
         self._closing: set[asyncio.Task[None]] = set()
+        self.evictions = 0  # clients dropped for expiry or for the size bound (a metric: a cache too small churns)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -76,10 +77,12 @@ class ClientCache:
             return entry
         if entry is not None:
             self._evict(digest)
+            self.evictions += 1
         entry = _Entry(create(), now + self._ttl_s)
         self._entries[digest] = entry
         while len(self._entries) > self._max_size:
             self._evict(next(iter(self._entries)))
+            self.evictions += 1
         return entry
 
     def _release(self, entry: _Entry) -> None:

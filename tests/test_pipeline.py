@@ -153,11 +153,11 @@ def test_layers_wrap_outermost_first() -> None:
     assert order == ["inner", "outer"]  # built innermost first, so the first listed sees each call first
     usage = wrapped.inner.inner  # type: ignore[attr-defined]
     assert isinstance(usage, UsageLayer)  # the default layers, outermost first
-    policy = usage.inner
-    assert isinstance(policy, PolicyLayer)
-    stats = policy.inner
+    stats = usage.inner  # outside policy: refused requests are counted too
     assert isinstance(stats, StatsLayer)
-    resilient = stats.inner  # no session layer in between: the request names no session
+    policy = stats.inner
+    assert isinstance(policy, PolicyLayer)
+    resilient = policy.inner  # no session layer in between: the request names no session
     assert isinstance(resilient, ResilientProvider) and resilient.inner is adapter
 
 

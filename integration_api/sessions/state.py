@@ -27,7 +27,7 @@ def open_store(settings: Settings) -> SessionStore:
 
 class ServerState:
     def __init__(self, settings: Settings, store: SessionStore | None = None) -> None:
-        self.stats = ServerStats()
+        self.stats = ServerStats(model_allowlist=settings.metrics_model_allowlist)
         self.sessions = Sessions(settings, store if store is not None else open_store(settings), self.stats)
         self.usage = UsageLog(
             open_usage_store(settings),

@@ -1,21 +1,26 @@
-"""The server's counters, in one place: what GetServerStats reports and a metrics exporter can read later.
+"""The server's counters, in one place: what GetServerStats reports and the Prometheus exporter reads.
 
-`ServerStats` is fed by `StatsLayer` (the outermost layer of the request pipeline: every request that reaches a
-provider, of every RPC) and by the gateway's stream open/close hooks. The hot path costs a few integer adds per
+`ServerStats` is fed by `StatsLayer` (in the request pipeline outside the policy layer: every request that reaches a
+provider's pipeline, of every RPC, refused or not) and by the gateway's stream open/close hooks. Requests are counted
+per series (provider, model, rpc): a model outside `model_allowlist` counts as ``other``, so the number of series stays
+bounded whatever model names clients send (``integration_api.observability.metrics`` exports every series;
+GetServerStats sums them per provider). The hot path costs a few integer adds per
 request and one bisect per latency observed: latencies go into fixed-bucket histograms (buckets 10% apart from
 50 µs to 10 minutes), so percentiles take no memory per request and are within 10% of the true value.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 from integration_api.context import RequestContext
+from integration_api.errors import GatewayError
 from providers.base import ChatStream, Provider, ProviderLayer
 from providers.types import (
     ChatCall,
@@ -26,6 +31,9 @@ from providers.types import (
     ModerationResult,
     RerankCall,
     RerankResult,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
 )
 
 T = TypeVar("T")
@@ -42,6 +50,9 @@ def _bounds() -> tuple[int, ...]:
 
 
 BUCKET_BOUNDS_NS = _bounds()  # upper bound of each bucket; one more bucket holds everything above the last
+OTHER_MODEL = "other"  # the model label of every model outside the allow-list
+CANCELLED_CODE = 499  # a request cancelled, or abandoned by its consumer, before it finished
+RATE_LIMITED_CODE = 429
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +106,22 @@ class Histogram:
 
 
 class ProviderCounters:
-    """One provider's requests since the process started."""
+    """One series' requests (a provider, a model label, an rpc) since the process started."""
 
-    __slots__ = ("failed", "in_flight", "requests", "succeeded", "time_to_first_token", "total_time")
+    __slots__ = (
+        "attempts",
+        "codes",
+        "failed",
+        "in_flight",
+        "input_tokens",
+        "output_tokens",
+        "rate_limited",
+        "requests",
+        "succeeded",
+        "time_per_output_chunk",
+        "time_to_first_token",
+        "total_time",
+    )
 
     def __init__(self) -> None:
         self.requests = 0
@@ -106,17 +130,25 @@ class ProviderCounters:
         self.in_flight = 0
         self.time_to_first_token = Histogram()
         self.total_time = Histogram()
+        self.codes: dict[int, int] = {}  # ended requests per HTTP-like code (200, 429, 499...)
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.attempts = 0  # upstream attempts (RequestStats.attempts, counted by the resilience layer)
+        self.rate_limited = 0  # refused with 429 before any upstream attempt: the gateway's own limits
+        self.time_per_output_chunk = Histogram()  # per request: (last chunk - first chunk) / (chunks - 1)
 
     def started(self) -> None:
         self.requests += 1
         self.in_flight += 1
 
-    def ended(self, succeeded: bool, started_ns: int, first_output_ns: int = 0) -> None:
+    def ended(self, succeeded: bool, started_ns: int, first_output_ns: int = 0, code: int | None = None) -> None:
         self.in_flight -= 1
         if succeeded:
             self.succeeded += 1
         else:
             self.failed += 1
+        code = code if code is not None else (200 if succeeded else 500)
+        self.codes[code] = self.codes.get(code, 0) + 1
         now = time.perf_counter_ns()
         self.total_time.observe(now - started_ns)
         if first_output_ns:
@@ -153,19 +185,37 @@ class StatsSnapshot:
 class ServerStats:
     """The counters of one server process."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, model_allowlist: Collection[str] = ()) -> None:
         self._clock = clock
         self.started_at = clock()
         self.active_streams = 0
         self.streams_opened = 0
         self.sessions_created = 0
-        self.providers: dict[str, ProviderCounters] = {}
+        self.model_allowlist = frozenset(model_allowlist)  # "*": every model keeps its name (unbounded)
+        self.series: dict[tuple[str, str, str], ProviderCounters] = {}  # (provider, model label, rpc)
+
+    def model_label(self, model: str) -> str:
+        if not model or model in self.model_allowlist or "*" in self.model_allowlist:
+            return model
+        return OTHER_MODEL
+
+    def counters(self, provider: str, model: str = "", rpc: str = "") -> ProviderCounters:
+        key = (provider, self.model_label(model), rpc)
+        counters = self.series.get(key)
+        if counters is None:
+            counters = self.series[key] = ProviderCounters()
+        return counters
 
     def provider(self, name: str) -> ProviderCounters:
-        counters = self.providers.get(name)
-        if counters is None:
-            counters = self.providers[name] = ProviderCounters()
-        return counters
+        """The counters of requests of provider `name` that name no model or rpc."""
+        return self.counters(name)
+
+    def providers(self) -> dict[str, list[ProviderCounters]]:
+        """Every series, grouped by provider."""
+        grouped: dict[str, list[ProviderCounters]] = {}
+        for (provider, _model, _rpc), counters in self.series.items():
+            grouped.setdefault(provider, []).append(counters)
+        return grouped
 
     @contextlib.contextmanager
     def stream(self) -> Iterator[None]:
@@ -180,18 +230,22 @@ class ServerStats:
     def snapshot(self) -> StatsSnapshot:
         providers = []
         ttft, total = Histogram(), Histogram()
-        for name, counters in sorted(self.providers.items()):
-            ttft.merge(counters.time_to_first_token)
-            total.merge(counters.total_time)
+        for name, series in sorted(self.providers().items()):
+            provider_ttft, provider_total = Histogram(), Histogram()
+            for counters in series:
+                provider_ttft.merge(counters.time_to_first_token)
+                provider_total.merge(counters.total_time)
+            ttft.merge(provider_ttft)
+            total.merge(provider_total)
             providers.append(
                 ProviderSnapshot(
                     name,
-                    counters.requests,
-                    counters.succeeded,
-                    counters.failed,
-                    counters.in_flight,
-                    counters.time_to_first_token.summary(),
-                    counters.total_time.summary(),
+                    sum(c.requests for c in series),
+                    sum(c.succeeded for c in series),
+                    sum(c.failed for c in series),
+                    sum(c.in_flight for c in series),
+                    provider_ttft.summary(),
+                    provider_total.summary(),
                 )
             )
         return StatsSnapshot(
@@ -208,8 +262,20 @@ class ServerStats:
         )
 
 
+def _code(error: BaseException | None) -> int:
+    """The HTTP-like code a request ended with, from what ended it (None: it succeeded)."""
+    if error is None:
+        return 200
+    if isinstance(error, GatewayError):
+        return error.http_status
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return CANCELLED_CODE
+    return 500
+
+
 class StatsLayer(ProviderLayer):
-    """Counts each request of the pipeline into `stats`: started, succeeded or failed, time to first event, total.
+    """Counts each request of the pipeline into `stats`: started, ended with which code, time to first event,
+    total, tokens, upstream attempts, time per output chunk.
 
     A chat succeeded when its stream ran to its end after ChatFinished; anything else (an error, a cancellation,
     the consumer closing the stream early) is a failure.
@@ -217,36 +283,66 @@ class StatsLayer(ProviderLayer):
 
     def __init__(self, inner: Provider, context: RequestContext, stats: ServerStats) -> None:
         super().__init__(inner, context)
-        self._counters = stats.provider(context.provider)
+        self._counters = stats.counters(context.provider, context.model, context.rpc)
+
+    def _ended(self, error: BaseException | None, first_ns: int = 0, usage: Usage | None = None) -> None:
+        counters = self._counters
+        code = _code(error)
+        counters.ended(error is None, self.context.started_ns, first_ns, code)
+        attempts = self.context.stats.attempts
+        counters.attempts += attempts
+        if code == RATE_LIMITED_CODE and not attempts:
+            counters.rate_limited += 1
+        if usage is not None:
+            counters.input_tokens += usage.input_tokens
+            counters.output_tokens += usage.output_tokens
 
     async def stream_chat(self, call: ChatCall) -> ChatStream:
-        counters = self._counters
-        counters.started()
-        first_ns = 0
-        finished = succeeded = False
+        self._counters.started()
+        first_ns = first_chunk_ns = last_chunk_ns = chunks = 0
+        usage: Usage | None = None
+        error: BaseException | None = None
+        finished = False
         try:
             async for event in self.inner.stream_chat(call):
+                now = time.perf_counter_ns()
                 if not first_ns:
-                    first_ns = time.perf_counter_ns()
+                    first_ns = now
+                if isinstance(event, TextDelta | ToolCallDelta):
+                    if not chunks:
+                        first_chunk_ns = now
+                    chunks += 1
+                    last_chunk_ns = now
                 finished = isinstance(event, ChatFinished)
+                if isinstance(event, ChatFinished):
+                    usage = event.usage
                 yield event
-            succeeded = finished
+            if not finished:
+                error = RuntimeError("the stream ended without finishing the response")  # counted as a 500
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            counters.ended(succeeded, self.context.started_ns, first_ns)
+            if chunks > 1:
+                self._counters.time_per_output_chunk.observe((last_chunk_ns - first_chunk_ns) // (chunks - 1))
+            self._ended(error, first_ns, usage)
 
-    async def _count(self, operation: Callable[[], Awaitable[T]]) -> T:
-        counters = self._counters
-        counters.started()
-        succeeded = False
+    async def _count(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
+        self._counters.started()
+        error: BaseException | None = None
+        usage: Usage | None = None
         try:
             result = await operation()
-            succeeded = True
+            usage = usage_of(result) if usage_of is not None else None
             return result
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            counters.ended(succeeded, self.context.started_ns)
+            self._ended(error, usage=usage)
 
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self._count(lambda: self.inner.embed(call))
+        return await self._count(lambda: self.inner.embed(call), lambda result: result.usage)
 
     async def rerank(self, call: RerankCall) -> RerankResult:
         return await self._count(lambda: self.inner.rerank(call))

@@ -5,6 +5,7 @@ Rules (README, "OpenAI-compatible HTTP API"):
 - ``model`` is ``provider/model``: the provider is what comes before the first ``/``, ``model.name`` the rest
   (``openai/gpt-4o-mini``, ``replicate/meta/meta-llama-3-8b``); a bare ``provider`` leaves ``model.name`` unset
   (the provider's default model, where it has one). An unknown provider is 404 ``model_not_found``.
+  ``route/NAME`` names the route NAME (provider ``route:NAME``; the route chooses each target's model).
 - Messages: ``system`` and ``developer`` -> `SystemMessage`; ``user`` -> `UserMessage` (a string, or content parts
   of type ``text``, joined); ``assistant`` -> `AssistantMessage` with its ``tool_calls``; consecutive ``tool``
   messages -> one `ToolMessage`, each result named after the assistant tool call its ``tool_call_id`` answers.
@@ -92,6 +93,8 @@ def split_model(value: JsonValue, registry: ProviderRegistry) -> tuple[str, str]
     if not isinstance(value, str) or not value:
         raise OpenAIError("'model' is required: write provider/model, e.g. simulated/echo", param="model")
     provider, _, name = value.partition("/")
+    if provider == "route":  # route/NAME is the configured route NAME (``integration_api.routing``)
+        provider, name = f"route:{name}", ""
     if provider not in registry:
         enabled = ", ".join(spec.name for spec in registry)
         raise ModelNotFound(

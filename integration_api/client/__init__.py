@@ -36,6 +36,7 @@ from integration_api.client._errors import (
     UnimplementedError,
 )
 from integration_api.client._response import AsyncChatResponse
+from integration_api.client._sessions import LatencyStats, ProviderStats, ServerStats, SessionInfo
 from integration_api.client._stream import AsyncChatStream
 from integration_api.client._sync_client import Client
 from integration_api.client._sync_stream import ChatResponse, ChatStream
@@ -95,18 +96,22 @@ __all__ = [
     "IncompatibleServerError",
     "IntegrationAPIError",
     "InternalServerError",
+    "LatencyStats",
     "Message",
     "MessageParam",
     "ModerationResult",
     "NotFoundError",
     "PermissionDeniedError",
     "ProviderInfo",
+    "ProviderStats",
     "RateLimitError",
     "RequestCancelledError",
     "RequestTooLargeError",
     "RerankResult",
     "RerankedDocument",
+    "ServerStats",
     "ServiceUnavailableError",
+    "SessionInfo",
     "StreamClosedError",
     "StreamInterruptedError",
     "SystemMessage",

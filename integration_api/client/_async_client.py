@@ -1,7 +1,8 @@
 """`AsyncClient`: the asyncio client of the integration-api gateway.
 
 It owns one connection (a gRPC channel, opened lazily inside the running event loop) and hands out multiplexed
-chat streams (`stream()`); unary calls (`chat`, `embed`, `rerank`, `verify_credential`, `moderate`) go over the
+chat streams (`stream()`); unary calls (`chat`, `embed`, `rerank`, `verify_credential`, `moderate`, and the
+SessionService's `create_session`, `get_session`, `list_sessions`, `delete_session`, `server_stats`) go over the
 same channel. No method takes or returns a generated protobuf class.
 """
 
@@ -16,10 +17,12 @@ from google.protobuf.message import Message
 
 from integration_api.client import _requests as requests
 from integration_api.client import _results as results
+from integration_api.client import _sessions as sessions
 from integration_api.client._config import MAX_MESSAGE_BYTES, ConnectionConfig
 from integration_api.client._credentials import Credential
 from integration_api.client._errors import StreamClosedError, UnimplementedError
 from integration_api.client._requests import Parameters, ensure_fits
+from integration_api.client._sessions import ServerStats, SessionInfo
 from integration_api.client._stream import AsyncChatStream
 from integration_api.client._transport import AsyncTransport, GrpcTransport, ResponseT
 from integration_api.client._types import (
@@ -251,3 +254,49 @@ class AsyncClient:
         )
         response = await self._unary("GetModeration", request, pb.GetModerationResponse)
         return results.moderation_result(response)
+
+    # --- conversations kept by the gateway (SessionService) ---------------------------------------------------
+
+    async def create_session(
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        *,
+        system: str | None = None,
+        parameters: Parameters | None = None,
+    ) -> SessionInfo:
+        """A new conversation kept by the gateway; chat on it with ``stream.chat([new message], session_id=id)``.
+
+        `provider` (None: the gateway's default) is the session's for good: chat on it on a stream of that
+        provider. `system` is its system prompt; `model` and `parameters` are the defaults of its requests (a
+        request's own win).
+        """
+        self._raise_if_closed()
+        request = sessions.create_session_request(provider, model, system, parameters)
+        response = await self._unary("CreateSession", request, pb.CreateSessionResponse)
+        return sessions.session_info(response.session)
+
+    async def get_session(self, session_id: str, *, include_messages: bool = False) -> SessionInfo:
+        """One of this project's sessions (with its history when `include_messages`); `NotFoundError` when it
+        does not exist, expired, or belongs to another project."""
+        self._raise_if_closed()
+        request = pb.GetSessionInfoRequest(sessionId=session_id, includeMessages=include_messages)
+        response = await self._unary("GetSessionInfo", request, pb.GetSessionInfoResponse)
+        return sessions.session_info(response.session)
+
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """This project's live sessions, most recently used first (at most `limit`; None: the gateway's maximum)."""
+        self._raise_if_closed()
+        response = await self._unary("ListSessions", pb.ListSessionsRequest(limit=limit or 0), pb.ListSessionsResponse)
+        return [sessions.session_info(info) for info in response.sessions]
+
+    async def delete_session(self, session_id: str) -> None:
+        """End a session and forget its history; `NotFoundError` when there is no such session of this project."""
+        self._raise_if_closed()
+        await self._unary("DeleteSession", pb.DeleteSessionRequest(sessionId=session_id), pb.DeleteSessionResponse)
+
+    async def server_stats(self) -> ServerStats:
+        """The gateway's counters: requests, streams, sessions, latencies, overall and per provider."""
+        self._raise_if_closed()
+        response = await self._unary("GetServerStats", pb.GetServerStatsRequest(), pb.GetServerStatsResponse)
+        return sessions.server_stats(response)

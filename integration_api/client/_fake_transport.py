@@ -18,9 +18,9 @@ from google.protobuf.message import Message as ProtoMessage
 
 from integration_api.client._convert import message_proto
 from integration_api.client._credentials import Credential
-from integration_api.client._errors import APIError, InternalServerError, RequestCancelledError
+from integration_api.client._errors import APIError, InternalServerError, RequestCancelledError, UnimplementedError
 from integration_api.client._results import message_from_proto
-from integration_api.client._transport import StreamCall
+from integration_api.client._transport import SESSION_METHODS, StreamCall
 from integration_api.client._types import (
     AssistantMessage,
     CredentialCheck,
@@ -334,6 +334,8 @@ class FakeTransport:
             )
             self.gateway.calls.append(RecordedCall("get_version"))
             return _checked(version, response_type)
+        if method in SESSION_METHODS:
+            raise UnimplementedError(f"the fake gateway keeps no sessions ({method}); test them on a real gateway")
         call = _record_unary(method, request)
         return _checked(_unary_response(method, call, self.gateway.next_outcome(call)), response_type)
 

@@ -16,6 +16,7 @@ from integration_api.client._config import MAX_MESSAGE_BYTES
 from integration_api.client._credentials import Credential
 from integration_api.client._loop import LoopThread
 from integration_api.client._requests import Parameters
+from integration_api.client._sessions import ServerStats, SessionInfo
 from integration_api.client._sync_stream import ChatStream
 from integration_api.client._types import (
     ChatResult,
@@ -182,3 +183,30 @@ class Client:
         return self._loop.run(
             self._async.moderate(content, provider=provider, model=model, credential=credential, parameters=parameters)
         )
+
+    def create_session(
+        self,
+        provider: str | None = None,
+        model: str | None = None,
+        *,
+        system: str | None = None,
+        parameters: Parameters | None = None,
+    ) -> SessionInfo:
+        """A new conversation kept by the gateway; chat on it with ``stream.chat([new message], session_id=id)``."""
+        return self._loop.run(self._async.create_session(provider, model, system=system, parameters=parameters))
+
+    def get_session(self, session_id: str, *, include_messages: bool = False) -> SessionInfo:
+        """One of this project's sessions (with its history when `include_messages`); `NotFoundError` if none."""
+        return self._loop.run(self._async.get_session(session_id, include_messages=include_messages))
+
+    def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """This project's live sessions, most recently used first."""
+        return self._loop.run(self._async.list_sessions(limit=limit))
+
+    def delete_session(self, session_id: str) -> None:
+        """End a session and forget its history; `NotFoundError` when there is no such session of this project."""
+        self._loop.run(self._async.delete_session(session_id))
+
+    def server_stats(self) -> ServerStats:
+        """The gateway's counters: requests, streams, sessions, latencies, overall and per provider."""
+        return self._loop.run(self._async.server_stats())

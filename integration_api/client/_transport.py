@@ -1,7 +1,8 @@
 """The transport: the one layer that talks gRPC, and the only place gRPC errors become client exceptions.
 
-`AsyncTransport` is what the client needs from a connection: unary calls, StreamChat calls, a readiness wait
-and the health check, all in terms of protocol messages. `GrpcTransport` is the real one; the fake client in
+`AsyncTransport` is what the client needs from a connection: unary calls (UnifiedProviderService's and
+SessionService's, by method name), StreamChat calls, a readiness wait and the health check, all in terms of
+protocol messages. `GrpcTransport` is the real one; the fake client in
 ``integration_api.testing`` implements the same protocol in memory, so both run the very same client code.
 """
 
@@ -28,6 +29,10 @@ from integration_api.client._errors import (
 )
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.proto import integration_api_pb2_grpc as pb_grpc
+
+# The methods of SessionService (the rest are UnifiedProviderService's); kept here, not imported, so that the
+# transport stays below every other client module.
+SESSION_METHODS = frozenset({"CreateSession", "GetSessionInfo", "ListSessions", "DeleteSession", "GetServerStats"})
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 GATEWAY_ERROR_DOMAIN = "integration-api"
@@ -159,17 +164,24 @@ class GrpcTransport:
         self.target = config.target
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.UnifiedProviderServiceStub | None = None
+        self._sessions: pb_grpc.SessionServiceStub | None = None
 
     def _channel_and_stub(self) -> tuple[grpc.aio.Channel, pb_grpc.UnifiedProviderServiceStub]:
         if self._channel is None or self._stub is None:
             self._channel = self.config.create_channel()
             self._stub = pb_grpc.UnifiedProviderServiceStub(self._channel)
+            self._sessions = pb_grpc.SessionServiceStub(self._channel)
         return self._channel, self._stub
+
+    def _stub_for(self, method: str) -> object:
+        """The stub serving `method`: SessionService's methods have names of their own, the rest are Unified's."""
+        _, stub = self._channel_and_stub()
+        return self._sessions if method in SESSION_METHODS else stub
 
     async def unary(
         self, method: str, request: Message, response_type: type[ResponseT], *, deadline: float | None
     ) -> ResponseT:
-        _, stub = self._channel_and_stub()
+        stub = self._stub_for(method)
         with map_grpc_errors(self.target):
             response = await getattr(stub, method)(request, timeout=deadline, metadata=self.config.metadata)
         if not isinstance(response, response_type):
@@ -209,6 +221,6 @@ class GrpcTransport:
             raise ServiceUnavailableError(f"the gateway at {self.target} is reachable but reports {state}")
 
     async def aclose(self) -> None:
-        channel, self._channel, self._stub = self._channel, None, None
+        channel, self._channel, self._stub, self._sessions = self._channel, None, None, None
         if channel is not None:
             await channel.close()

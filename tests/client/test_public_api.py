@@ -21,7 +21,7 @@ EXPECTED = {
     "RequestCancelledError", "RequestTooLargeError", "RerankResult", "RerankedDocument", "ServiceUnavailableError",
     "StreamClosedError", "StreamInterruptedError", "SystemMessage", "TextDelta", "Timings", "Tool", "ToolCall",
     "ToolCallDelta", "ToolMessage", "ToolParam", "ToolResult", "UnimplementedError", "Usage", "UserMessage",
-    "VersionInfo",
+    "VersionInfo", "LatencyStats", "ProviderStats", "ServerStats", "SessionInfo",
 }  # fmt: skip
 
 

@@ -9,7 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     INTEGRATION_API_PORT=50051 \
     INTEGRATION_API_DATA_DIR=/data
 
-RUN groupadd --system gateway && useradd --system --gid gateway --home-dir /app gateway \
+# uid/gid 999 pinned (what --system picked anyway): the Helm chart's runAsUser names it, as Kubernetes'
+# runAsNonRoot cannot check a user given by name.
+RUN groupadd --system --gid 999 gateway && useradd --system --uid 999 --gid gateway --home-dir /app gateway \
     && mkdir -p /app /data && chown gateway:gateway /data
 
 WORKDIR /app

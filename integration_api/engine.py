@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Protocol
@@ -50,6 +51,7 @@ from integration_api.frames import (
     error_frame,
     final_frame,
     pong_frame,
+    refusal_frame,
     tool_call_frame,
 )
 from integration_api.lifecycle import Lifecycle
@@ -322,6 +324,7 @@ class StreamSession:
         self._last_activity = time.monotonic()  # a message received or a request ended
         self._reader_done = False
         self._draining = False
+        self._draining_why = "the server is shutting down; send this request elsewhere"
         self._ended = False
 
     def provider_for(self, request: pb.ChatRequest) -> str:
@@ -357,7 +360,7 @@ class StreamSession:
 
     async def _refuse(self, request_id: str, error: GatewayError, request: pb.ChatRequest | None = None) -> None:
         """End a request that will not run with one error frame (and its access-log line)."""
-        await self.send(error_frame(request_id, error).SerializeToString())
+        await self.send(refusal_frame(request_id, error).SerializeToString())
         provider = self.provider_for(request) if request is not None else ""
         access_log.record(
             RequestContext(self.stream, "StreamChat", provider, request_id), error.status, error.http_status
@@ -381,8 +384,7 @@ class StreamSession:
                 run.cancel(Cancelled(f"request {request_id!r} was cancelled by the client"))
             return
         if self._draining:
-            draining = Unavailable("the server is shutting down; send this request elsewhere")
-            await self._refuse(request_id, draining, request)
+            await self._refuse(request_id, Unavailable(self._draining_why), request)
             return
         if request_id and request_id in self.runs:
             duplicate = duplicate_refusal_frame(
@@ -453,14 +455,35 @@ class StreamSession:
             self._maybe_end()
 
     async def _drain_when_asked(self) -> None:
-        await self.lifecycle.wait_draining()
+        """Stop taking requests on SIGTERM, or once the stream is max_connection_age_s old (retired: its client
+        reconnects, through a load balancer maybe to another replica). Requests in flight get 80% of the drain's
+        grace, or max_connection_age_grace_s; the rest end with UNAVAILABLE; then the stream ends with OK."""
+        grace_s = await self._wait_drain_or_age()
         self._draining = True
         self._maybe_end()
         tasks = [run.task for run in self.runs.values() if run.task is not None]
         if tasks:
-            await asyncio.wait(tasks, timeout=self.lifecycle.grace_s * 0.8)
+            await asyncio.wait(tasks, timeout=grace_s)
         for run in list(self.runs.values()):
             run.cancel(Unavailable("the server shut down before this request finished; retry it elsewhere"))
+
+    async def _wait_drain_or_age(self) -> float:
+        """Wait for the drain, or the stream's retirement age; returns the grace its requests in flight get."""
+        age_s = self.settings.max_connection_age_s
+        if age_s > 0:
+            try:
+                # +-10% as gRPC jitters connection ages: streams opened together do not all reconnect at once.
+                async with asyncio.timeout(age_s * random.uniform(0.9, 1.1)):
+                    await self.lifecycle.wait_draining()
+            except TimeoutError:
+                self._draining_why = (
+                    f"this stream reached its maximum age ({age_s:g} s, max_connection_age_s) and takes no new"
+                    " requests; send this request on a new stream"
+                )
+                return self.settings.max_connection_age_grace_s
+        else:
+            await self.lifecycle.wait_draining()
+        return self.lifecycle.grace_s * 0.8
 
     async def _end_when_idle(self, reader: asyncio.Future[None], timeout_s: float) -> None:
         """Stop reading once nothing was in flight and nothing arrived for `timeout_s` (0: never); the stream then

@@ -228,6 +228,18 @@ def error_frame(
     )
 
 
+# The metric on the error frame of a request refused before it ran (nothing was sent upstream): such a request may
+# be sent again anywhere. With status UNAVAILABLE (a draining or retiring stream) the Python client does so itself.
+NOT_STARTED_METRIC = "NOT_STARTED"
+
+
+def refusal_frame(request_id: str, error: GatewayError) -> pb.ChatResponse:
+    """The terminal frame of a request that will not run: its error frame, marked NOT_STARTED=true."""
+    frame = error_frame(request_id, error)
+    frame.metrics.append(pb.Metric(name=NOT_STARTED_METRIC, value="true"))
+    return frame
+
+
 def pong_frame(request_id: str) -> bytes:
     """The answer to a PING action: not a request's terminal frame (final=false, no metrics)."""
     return pb.ChatResponse(code=200, success=True, requestId=request_id, pong=True).SerializeToString()

@@ -29,6 +29,7 @@ class RequestState:
     produced_output: bool = False  # a frame of it was received: it must never be re-sent
     done: bool = False  # its last item (terminal frame or error) is queued
     cancel_requested: bool = False
+    refusals: int = 0  # times a server going away refused it before it ran (and the stream resent it)
 
     @property
     def request_id(self) -> str:

@@ -73,6 +73,14 @@ def is_duplicate_refusal(frame: pb.ChatResponse) -> bool:
     return not frame.final and not frame.success and frame.error.status == "ALREADY_EXISTS" and not frame.metrics
 
 
+def is_refused_unavailable(frame: pb.ChatResponse) -> bool:
+    """A server going away (draining, or the stream past its age) refused this request before it ran: the error
+    frame is UNAVAILABLE and marked NOT_STARTED=true (docs/protocol.md), so it is safe to send anywhere again."""
+    if frame.success or frame.error.status != "UNAVAILABLE":
+        return False
+    return any(metric.name == "NOT_STARTED" and metric.value == "true" for metric in frame.metrics)
+
+
 def is_terminal(frame: pb.ChatResponse) -> bool:
     if is_duplicate_refusal(frame):
         return False

@@ -11,8 +11,16 @@ server ending the stream while requests are pending), the stream:
 - when every attempt fails, fails those with a retryable `APIConnectionError`. The stream stays usable: the next
   `chat()` tries again.
 
-A stream that never received a frame does not reconnect: its first failure (e.g. a wrong target) is reported at
-once as `APIConnectionError`.
+A server going away (SIGTERM's drain, or a stream past the server's max_connection_age_s) refuses the requests it
+will not run with an UNAVAILABLE error frame marked NOT_STARTED, runs those in flight to their end, then ends the
+stream. Such a refusal is never shown to the caller: as HTTP/2 does with GOAWAY, the stream stops writing on that
+call (half-closes it, so the requests in flight finish there), opens a new call at once (through a load balancer,
+maybe to another replica) and sends the refused request and every later one on it. A request refused that way
+more than `reconnect_attempts` times ends with the refusal.
+
+A stream that never received a frame does not reconnect when the gateway could not be reached at all: its first
+failure (e.g. a wrong target) is reported at once as `APIConnectionError`. The gateway's own UNAVAILABLE (a
+replica draining, behind a load balancer) is retried like a broken stream.
 
 Any other failure of the call (e.g. `AuthenticationError`) fails every pending request and the stream for good.
 """
@@ -49,7 +57,7 @@ from integration_api.client._requests import (
     ping_request,
 )
 from integration_api.client._response import AsyncChatResponse, RequestState
-from integration_api.client._results import is_duplicate_refusal, is_terminal
+from integration_api.client._results import is_duplicate_refusal, is_refused_unavailable, is_terminal
 from integration_api.client._transport import AsyncTransport, StreamCall
 from integration_api.client._types import MessageParam, ToolParam
 from integration_api.proto import integration_api_pb2 as pb
@@ -64,11 +72,13 @@ CLOSE_GRACE_S = 2.0  # how long closing an idle stream waits for the server to e
 
 
 class _Connection:
-    """One StreamChat call and the queue of requests still to be written on it."""
+    """One StreamChat call, the queue of requests still to be written on it and the requests it carries."""
 
     def __init__(self, transport: AsyncTransport) -> None:
         self.outbox: asyncio.Queue[pb.ChatRequest | None] = asyncio.Queue()
         self.call: StreamCall = transport.open_stream(self._requests())
+        self.carried: dict[str, RequestState] = {}  # sent on this call and not ended yet (or not known to have)
+        self.task: asyncio.Task[None] | None = None  # the one reading it
 
     async def _requests(self) -> AsyncIterator[pb.ChatRequest]:
         while (request := await self.outbox.get()) is not None:
@@ -116,8 +126,11 @@ class AsyncChatStream:
         self._max_message_bytes = max_message_bytes
         self._pending: dict[str, RequestState] = {}
         self._pings: dict[str, asyncio.Future[None]] = {}
-        self._connection: _Connection | None = None
-        self._supervisor: asyncio.Task[None] | None = None
+        self._connection: _Connection | None = None  # where new requests go
+        self._live: set[_Connection] = set()  # calls still open: the current one, and retired ones finishing
+        self._on: dict[str, _Connection] = {}  # the call each pending request was sent on
+        self._reconnect_wait = False  # between a broken call and the next one
+        self._tasks: set[asyncio.Task[None]] = set()  # each reads one call, then may wait to reconnect
         self._failure: IntegrationAPIError | None = None
         self._failed_attempts = 0
         self._ever_connected = False  # a frame has been received: only a stream that worked "breaks"
@@ -175,7 +188,7 @@ class AsyncChatStream:
         Raises `APIConnectionError` when no PONG arrives `within` seconds (or the stream is reconnecting).
         """
         self._raise_if_unusable()
-        if self._connection is None and not self._reconnecting():
+        if self._connection is None and not self._reconnect_wait:
             self._connect()
         connection = self._connection
         if connection is None:
@@ -209,18 +222,21 @@ class AsyncChatStream:
         if self._closed:
             return
         self._closed = True
-        connection, self._connection = self._connection, None
-        supervisor = self._supervisor
-        if connection is not None and not self._pending and supervisor is not None:
-            connection.half_close()  # idle: let the server end the call cleanly
+        self._connection = None
+        connections = list(self._live)
+        tasks = list(self._tasks)
+        if connections and not self._pending:
+            for connection in connections:
+                connection.half_close()  # idle: let the server end the call cleanly
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(supervisor), CLOSE_GRACE_S)
-        if connection is not None:
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*tasks, return_exceptions=True)), CLOSE_GRACE_S)
+        for connection in connections:
             connection.call.cancel()
             connection.half_close()
-        if supervisor is not None:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._live.clear()
         self._finish_all(StreamClosedError("the stream was closed before this request finished"))
 
     async def __aenter__(self) -> AsyncChatStream:
@@ -245,39 +261,55 @@ class AsyncChatStream:
         if self._failure is not None:
             raise _copy_error(self._failure, "")
 
-    def _reconnecting(self) -> bool:
-        return self._connection is None and self._supervisor is not None and not self._supervisor.done()
-
     def _send_or_connect(self, state: RequestState) -> None:
         if self._connection is not None:
-            self._connection.send(state.request)
-        elif not self._reconnecting():
-            self._connect()  # sends every pending request, this one included
+            self._place(state, self._connection)
+        elif not self._reconnect_wait:
+            self._connect()  # sends every pending request not on a call, this one included
         # else: the reconnection in progress sends it on the new call
 
+    def _place(self, state: RequestState, connection: _Connection) -> None:
+        self._on[state.request_id] = connection
+        connection.carried[state.request_id] = state
+        connection.send(state.request)
+
     def _connect(self) -> None:
-        """Open a new call, (re-)send every pending request on it, and make sure a supervisor reads it."""
+        """Open a new call, (re-)send on it every pending request no open call carries, and start reading it."""
         connection = _Connection(self._transport)
         self._connection = connection
+        self._live.add(connection)
         for state in list(self._pending.values()):
+            if state.request_id in self._on:
+                continue  # in flight on a retired call, which finishes it
             if state.cancel_requested:
                 self._end(state, RequestCancelledError("cancelled before it was sent", request_id=state.request_id))
             else:
-                connection.send(state.request)
-        if self._supervisor is None or self._supervisor.done():
-            self._supervisor = asyncio.ensure_future(self._supervise())
+                self._place(state, connection)
+        connection.task = asyncio.ensure_future(self._supervise(connection))
+        self._tasks.add(connection.task)
+        connection.task.add_done_callback(self._tasks.discard)
+
+    def _retire(self, connection: _Connection) -> None:
+        """Write nothing more on `connection` (the server is going away): half-close it so that the requests in
+        flight on it finish there; new requests go on a new call, opened now."""
+        if connection is self._connection:
+            self._connection = None
+            connection.half_close()
+            if not self._reconnect_wait and not self._closed:
+                self._connect()
 
     def _cancel(self, state: RequestState) -> None:
         if state.done or state.cancel_requested:
             return
         state.cancel_requested = True
-        if self._connection is not None:
-            self._connection.send(cancel_request(state.request_id))
+        connection = self._on.get(state.request_id)
+        if connection is not None:
+            connection.send(cancel_request(state.request_id))
         # else: reconnecting; `_connect` ends it instead of re-sending it
 
     # --- receiving ------------------------------------------------------------------------------------------
 
-    def _route(self, frame: pb.ChatResponse) -> None:
+    def _route(self, frame: pb.ChatResponse, connection: _Connection) -> None:
         self._failed_attempts = 0  # the call works
         self._ever_connected = True
         if frame.pong:  # the answer to a ping(), never a request's frame
@@ -291,14 +323,36 @@ class AsyncChatStream:
         if is_duplicate_refusal(frame):
             return  # this client sends an id once; the request in flight under it goes on
         if is_terminal(frame):
-            self._pending.pop(state.request_id, None)
+            if self._resend_refused(state, frame, connection):
+                return
+            self._forget(state)
             state.produced_output = True
             state.finish(frame)
         else:
             state.put(frame)
 
-    def _end(self, state: RequestState, item: IntegrationAPIError) -> None:
+    def _resend_refused(self, state: RequestState, frame: pb.ChatResponse, connection: _Connection) -> bool:
+        """A request the server refused before it ran because it is going away: resend it on a new call."""
+        if not is_refused_unavailable(frame) or state.produced_output or state.cancel_requested:
+            return False
+        if state.refusals >= self._reconnect_attempts:
+            return False  # refused by every server tried: the caller sees the refusal
+        state.refusals += 1
+        connection.carried.pop(state.request_id, None)
+        self._on.pop(state.request_id, None)
+        self._retire(connection)  # opens the new call, which then carries this request too
+        if state.request_id not in self._on:
+            self._send_or_connect(state)
+        return True
+
+    def _forget(self, state: RequestState) -> None:
         self._pending.pop(state.request_id, None)
+        connection = self._on.pop(state.request_id, None)
+        if connection is not None:
+            connection.carried.pop(state.request_id, None)
+
+    def _end(self, state: RequestState, item: IntegrationAPIError) -> None:
+        self._forget(state)
         state.finish(item)
 
     def _finish_all(self, error: IntegrationAPIError) -> None:
@@ -309,27 +363,38 @@ class AsyncChatStream:
         """Route the call's frames until it ends; returns why it ended (None: the server ended it)."""
         try:
             async for frame in connection.call.frames():
-                self._route(frame)
+                self._route(frame, connection)
         except APIError as error:
             return error
         return None
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, connection: _Connection) -> None:
+        """Read one call until it ends, then deal with what it leaves: requests to resend, a reconnection."""
         try:
-            while (connection := self._connection) is not None:
-                error = await self._pump(connection)
-                connection.half_close()  # ends the request iterator gRPC consumes, even when the call died
-                if self._closed:
-                    return
+            error = await self._pump(connection)
+            connection.half_close()  # ends the request iterator gRPC consumes, even when the call died
+            self._live.discard(connection)
+            if self._closed:
+                return
+            current = connection is self._connection
+            if current:
                 self._connection = None
-                if error is not None and not isinstance(error, ServiceUnavailableError):
-                    self._failure = error
-                    self._finish_all(error)
-                    return
-                self._interrupt_started(error)
-                if not self._ever_connected and error is not None:
-                    self._finish_all(error)  # never reached the gateway: fail fast instead of retrying
-                elif self._pending and await self._wait_to_reconnect(error):
+            if error is not None and not isinstance(error, ServiceUnavailableError):
+                self._failure = error
+                self._finish_all(error)
+                return
+            self._interrupt_started(connection, error)
+            if not self._ever_connected and isinstance(error, APIConnectionError):
+                self._finish_all(error)  # never reached the gateway: fail fast instead of retrying
+            elif not current:
+                self._resend_unplaced()  # a retired call: what it did not finish goes on the current one
+            elif any(request_id not in self._on for request_id in self._pending):
+                self._reconnect_wait = True
+                try:
+                    reconnect = await self._wait_to_reconnect(error)
+                finally:
+                    self._reconnect_wait = False
+                if reconnect and not self._closed and self._connection is None:
                     self._connect()
         except ClientDisabledError as error:
             self._finish_all(error)
@@ -337,9 +402,26 @@ class AsyncChatStream:
             logger.exception("the integration-api client stream failed unexpectedly")
             self._finish_all(InternalServerError(f"the client stream failed unexpectedly: {exc!r}"))
 
-    def _interrupt_started(self, error: APIError | None) -> None:
-        cause = error.message if error is not None else "the server ended the stream"
+    def _resend_unplaced(self) -> None:
         for state in list(self._pending.values()):
+            if state.request_id in self._on:
+                continue
+            if state.cancel_requested:
+                self._end(state, RequestCancelledError("cancelled before it was sent", request_id=state.request_id))
+            else:
+                self._send_or_connect(state)
+                if self._connection is None:
+                    return  # reconnecting: that sends every request left
+
+    def _interrupt_started(self, connection: _Connection, error: APIError | None) -> None:
+        """The call ended: fail the requests it carried that had produced output; the others wait to be resent."""
+        cause = error.message if error is not None else "the server ended the stream"
+        carried, connection.carried = list(connection.carried.values()), {}
+        for state in carried:
+            if self._on.get(state.request_id) is connection:
+                del self._on[state.request_id]
+            if state.done:
+                continue
             if state.produced_output:
                 message = (
                     f"the stream to {self._transport.target} broke ({cause}) after this request had produced "
@@ -362,10 +444,11 @@ class AsyncChatStream:
             return True
         cause = error.message if error is not None else "the server ended the stream"
         attempts, self._failed_attempts = self._failed_attempts, 0
-        self._finish_all(
-            APIConnectionError(
-                f"the stream to {self._transport.target} broke ({cause}) and {attempts} reconnection attempts "
-                "failed; this request was not answered"
-            )
+        failed = APIConnectionError(
+            f"the stream to {self._transport.target} broke ({cause}) and {attempts} reconnection attempts "
+            "failed; this request was not answered"
         )
+        for state in list(self._pending.values()):
+            if state.request_id not in self._on:  # those on a retired call that is still open finish there
+                self._end(state, _copy_error(failed, state.request_id))
         return False

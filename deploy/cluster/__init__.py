@@ -1,0 +1,1 @@
+"""`make cluster`: gateway replicas behind nginx on this machine (deploy/cluster/cluster.py)."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import grpc
 
+from bench.routing import hedge_overhead_ms
+
 Row = dict[str, Any]
 
 
@@ -88,6 +90,9 @@ TARGETS = (
     Target("(p)/(b) limits in-process, requests/s, 50 streams", _ratio("p", "b", 50, _rps), ">=", 0.9),
     Target("(pr)/(b) limits in Redis, requests/s, 1 stream", _ratio("pr", "b", 1, _rps), ">=", 0.8),
     Target("(pr)/(b) limits in Redis, requests/s, 50 streams", _ratio("pr", "b", 50, _rps), ">=", 0.8),
+    Target("(r)/(b) route of one target, requests/s, 1 stream", _ratio("r", "b", 1, _rps), ">=", 0.95),
+    Target("(r)/(b) route of one target, requests/s, 50 streams", _ratio("r", "b", 50, _rps), ">=", 0.95),
+    Target("(h) hedged first-frame p50 - 100 ms hedge delay - (r) fast target's", hedge_overhead_ms, "<=", 20.0, " ms"),
     Target("(c)/(d) requests/s, 1 stream", _ratio("c", "d", 1, _rps), ">=", 2.0),
     Target("(c)/(d) requests/s, 50 streams", _ratio("c", "d", 50, _rps), ">=", 2.0),
     Target("(c) - (d2) first-frame p50, 1 stream", _first_frame_gap, "<=", 1.0, " ms"),

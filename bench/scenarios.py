@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers, policy, sessions
+from bench import peers, policy, routing, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, machine_busy_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
@@ -205,6 +205,20 @@ def _setup_session_turns(
     return Setup(gateway.server, None, sessions.jobs(config, on_session))
 
 
+def _setup_route(ctx: Context, stack: contextlib.ExitStack, *, hedged: bool) -> Setup:
+    """(r) a route of one simulated target; (h) a hedged route whose first target is slow (``bench.routing``)."""
+    settings = routing.hedged_settings() if hedged else routing.one_target_settings()
+    gateway = start_gateway(ctx.log_dir, settings=settings)
+    stack.callback(gateway.stop)
+    config = LoadConfig(
+        target=gateway.target,
+        metadata=gateway.metadata,
+        provider="route:hedged" if hedged else "route:one",
+        parameters={"simulated_reply": REPLY},
+    )
+    return Setup(gateway.server, None, _grpc_jobs(config))
+
+
 def _two_workers(setup: Callable[..., Setup]) -> Callable[[Context, contextlib.ExitStack], Setup]:
     """The same gateway scenario with `integration-api serve --workers 2` (one port, SO_REUSEPORT)."""
     return functools.partial(setup, workers=2)
@@ -247,6 +261,13 @@ SCENARIOS: dict[str, Scenario] = {
             "gateway, session turn (Redis store)",
             (1, 50),
             functools.partial(_setup_session_turns, on_session=True, redis=True),
+        ),
+        Scenario("r", "gateway, route of one simulated target", (1, 50), functools.partial(_setup_route, hedged=False)),
+        Scenario(
+            "h",
+            "gateway, hedged route: first token 500 ms, hedge after 100 ms",
+            (1,),
+            functools.partial(_setup_route, hedged=True),
         ),
         Scenario("d", "openai SDK -> emulator", (1, 50), _setup_sdk),
         Scenario("d2", "aiohttp -> emulator", (1,), _setup_aiohttp),

@@ -426,3 +426,18 @@ def test_the_grace_the_chart_computes_matches_ceil() -> None:
     for grace in (0.1, 1.0, 14.9, 15.0):
         pod = deployment(render({"config": {"grace_period_s": grace}}))["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] == 5 + math.ceil(grace) + 5
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"autoscalling": {"enabled": True}}, "autoscalling"),
+        ({"ports": {"grpc": "fifty"}}, "/ports/grpc"),
+        ({"redis": {"url": "localhost:6379"}}, "/redis/url"),
+        ({"persistence": {"mountPath": "data"}}, "/persistence/mountPath"),
+    ],
+    ids=["misspelt-key", "port-type", "redis-url", "relative-data-dir"],
+)
+def test_values_schema_refuses_typos_and_wrong_types(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(where)):
+        render_files(values)

@@ -56,8 +56,11 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpServer:
     """One uvicorn server for `app` on the current event loop."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, what: str = "HTTP (OpenAI-compatible API, gRPC-JSON bridge, chat page)"
+    ) -> None:
         self.settings = settings
+        self.what = what  # for the log line: the metrics port is a server of its own (integration_api.observability)
         self.config = uvicorn.Config(
             app,
             http="httptools",
@@ -91,9 +94,7 @@ class HttpServer:
         # uvicorn's main loop only refreshes the Date header each second and watches should_exit.
         self._ticker = asyncio.create_task(self._server.main_loop(), name="http-ticker")
         self.port = int(sock.getsockname()[1])
-        logger.info(
-            "HTTP (OpenAI-compatible API, gRPC-JSON bridge, chat page) listening on %s:%d", self.host, self.port
-        )
+        logger.info("%s listening on %s:%d", self.what, self.host, self.port)
         return self.port
 
     async def drain_and_stop(self, grace_s: float | None = None) -> None:

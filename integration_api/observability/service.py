@@ -8,7 +8,6 @@ off the public HTTP port).
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from integration_api.gateway import Gateway
     from integration_api.http.server import HttpServer
     from integration_api.server import GatewayServer
-
-logger = logging.getLogger(__name__)
 
 
 def exporter_for(gateway: Gateway, settings: Settings) -> MetricsExporter:
@@ -59,9 +56,10 @@ class MetricsService:
 
             host = settings.http_host or settings.host
             sock = bind_socket(host, settings.metrics_port, reuse_port=settings.workers > 1)
-            self.http = HttpServer(metrics_app(exporter_for(gateway, settings)), settings)
+            self.http = HttpServer(
+                metrics_app(exporter_for(gateway, settings)), settings, "Prometheus metrics (/metrics)"
+            )
             self.port = await self.http.start(sock)
-            logger.info("Prometheus metrics on http://%s:%d/metrics", host, self.port)
 
     async def aclose(self) -> None:
         if self.http is not None:

@@ -141,7 +141,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 async def test_a_real_gateway_exports_spans_by_otlp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     receiver = Receiver()
     server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")

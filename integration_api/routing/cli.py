@@ -7,12 +7,15 @@ so the live view asks the server: `UnifiedProviderService/GetRoutes`, authentica
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from integration_api.cli_support import BAD_SETTINGS_EXIT_CODE, FLAG, load_settings
 from integration_api.routing.config import RouteConfig
+
+if TYPE_CHECKING:  # the generated code is imported only when a server is asked (`--help` stays fast)
+    from integration_api.proto import integration_api_pb2 as pb
 
 HEADER = f"{'rank':>4}  {'target':<40} {'weight':>6} {'cap':>4}"
 LIVE_HEADER = f"{HEADER}  {'breaker':<9} {'in flight':>9} {'attempts':>8} {'failures':>8} {'first token':>11}"
@@ -40,10 +43,7 @@ def format_configured(routes: dict[str, RouteConfig]) -> str:
     return "\n".join(lines)
 
 
-def format_live(response: object) -> str:
-    from integration_api.proto import integration_api_pb2 as pb
-
-    assert isinstance(response, pb.GetRoutesResponse)
+def format_live(response: pb.GetRoutesResponse) -> str:
     if not response.routes:
         return "the server has no routes"
     lines = []

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import peers, policy, routing, sessions
+from bench import observability, peers, policy, routing, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
-from bench.procs import ServerProcess, machine_busy_seconds
+from bench.procs import ServerProcess, free_port, machine_busy_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
 from bench.ws_load import WebSocketStreamChatLoad
 from integration_api.loadtest import GrpcLoad, LoadConfig, LoadJob, run_processes
@@ -103,6 +103,20 @@ def _setup_policy(ctx: Context, stack: contextlib.ExitStack, redis: bool = False
     gateway = start_gateway(ctx.log_dir, settings=settings)
     stack.callback(gateway.stop)
     policy.limit_everything(gateway)
+    config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
+    return Setup(gateway.server, None, _grpc_jobs(config))
+
+
+def _setup_observed(ctx: Context, stack: contextlib.ExitStack) -> Setup:
+    """(o): (b) with /metrics scraped every second and each request traced to OTLP (``bench.observability``)."""
+    sink = observability.TraceSink()
+    stack.callback(sink.stop)
+    metrics_port = free_port()
+    gateway = start_gateway(ctx.log_dir, settings=observability.observed_settings(sink, metrics_port))
+    stack.callback(gateway.stop)
+    scraper = observability.Scraper(f"http://127.0.0.1:{metrics_port}/metrics")
+    stack.callback(lambda: ctx.notes.append(f"(o): {scraper.scrapes} scrapes, {sink.spans} spans received."))
+    stack.callback(scraper.stop)
     config = LoadConfig(target=gateway.target, metadata=gateway.metadata, parameters={"simulated_reply": REPLY})
     return Setup(gateway.server, None, _grpc_jobs(config))
 
@@ -236,6 +250,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
         ),
+        Scenario("o", "gateway, simulated provider, metrics scraped + OTLP tracing on", (1, 50), _setup_observed),
         Scenario("w", "bridge WebSocket StreamChat, simulated provider", (1, 50), _setup_bridge),
         Scenario("p", "gateway, simulated provider, key and project limits (in-process)", (1, 50), _setup_policy),
         Scenario(

@@ -274,3 +274,12 @@ def metrics_routes(exporter: MetricsExporter) -> list[Route]:
         return Response(exporter.render(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route(METRICS_PATH, metrics, methods=["GET"])]
+
+
+def markdown_table() -> str:
+    """The README's table of metrics, from `METRICS` (a test checks README.md carries exactly this)."""
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for spec in METRICS:
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "—"
+        rows.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.help} |")
+    return "\n".join(rows) + "\n"

@@ -3,6 +3,8 @@ GetServerStats; the model allow-list; refusals by the policy as rate limited; ex
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from integration_api.observability.metrics import (
     CountersView,
     MetricsExporter,
     families,
+    markdown_table,
 )
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.proto import integration_api_pb2_grpc as pb_grpc
@@ -178,3 +181,15 @@ def test_the_model_allowlist_bounds_the_series() -> None:
     everything = ServerStats(model_allowlist=("*",))
     assert everything.model_label("anything") == "anything"
     assert isinstance(everything.counters("a"), ProviderCounters)
+
+
+def test_readme_and_dashboard_follow_the_table() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert markdown_table() in (root / "README.md").read_text()
+    dashboard = json.loads((root / "deploy/grafana/dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    used = set(re.findall(r"integration_api_[a-z_]+", exprs))
+    names = {spec.name for spec in METRICS}
+    histograms = {spec.name for spec in METRICS if spec.kind == "histogram"}
+    assert used <= names | {f"{name}_bucket" for name in histograms}
+    assert {"integration_api_requests_total", "integration_api_rate_limited_total"} <= used

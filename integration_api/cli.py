@@ -101,7 +101,9 @@ def serve(
 
 @app.command()
 def chat(
-    message: Annotated[str, typer.Argument(help="The user message.")],
+    message: Annotated[
+        str | None, typer.Argument(help="The user message; without one, an interactive chat (/help in it).")
+    ] = None,
     target: Annotated[
         str, typer.Option(envvar="INTEGRATION_API_TARGET", help="host:port of the gateway.")
     ] = "127.0.0.1:50051",
@@ -118,8 +120,17 @@ def chat(
     root_cert: RootCertOption = None,
     credential_key: Annotated[str | None, typer.Option(envvar="PROVIDER_API_KEY", help="The vendor key.")] = None,
     delay_ms: Annotated[int, typer.Option(help="simulated provider: delay per word.")] = 0,
+    system: Annotated[str, typer.Option(help="Interactive: the session's system prompt.")] = "",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Interactive: NAME=VALUE, sent as model.NAME with every request (repeatable)."),
+    ] = None,
+    history: Annotated[Path | None, typer.Option(help="Interactive: keep typed lines in this file.")] = None,
+    ping_interval: Annotated[
+        float, typer.Option(help="Interactive: seconds between liveness PINGs of an idle stream (0: none).")
+    ] = 15.0,
 ) -> None:
-    """Stream one reply to the terminal."""
+    """Stream one reply to the terminal, or, without a message, chat interactively on a session."""
     from integration_api.demo import Connection, stream_one_reply
 
     if api_key and service_token:
@@ -129,8 +140,28 @@ def chat(
         typer.echo(f"error: --root-cert {root_cert}: no such file", err=True)
         raise typer.Exit(BAD_SETTINGS_EXIT_CODE)
     connection = Connection(target, api_key=api_key, service_token=service_token, tls=tls, root_certificates=root_cert)
+    if message is None:
+        from integration_api.repl import ReplOptions, run_repl
+
+        parameters = _parameters(param or [], simulated_delay_ms=delay_ms if provider == "simulated" else 0)
+        options = ReplOptions(connection, provider, model, system, parameters, credential_key, ping_interval, history)
+        raise typer.Exit(asyncio.run(run_repl(options)))
     code = asyncio.run(stream_one_reply(connection, message, provider, model, credential_key, delay_ms))
     raise typer.Exit(code)
+
+
+def _parameters(items: list[str], *, simulated_delay_ms: int) -> dict[str, object]:
+    """The REPL's request parameters from ``--param NAME=VALUE`` items (and ``--delay-ms``); exit 2 on a bad one."""
+    from integration_api.repl import parse_parameters
+
+    try:
+        parameters = parse_parameters(items)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(BAD_SETTINGS_EXIT_CODE) from error
+    if simulated_delay_ms:
+        parameters.setdefault("simulated_delay_ms", simulated_delay_ms)
+    return parameters
 
 
 @app.command()

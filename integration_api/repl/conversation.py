@@ -172,8 +172,8 @@ class Conversation:
                 return
         await self._start_session(client)
 
-    async def _start_session(self, client: AsyncClient) -> SessionInfo:
-        info = await client.create_session(self.provider, self.model or None, system=self.system or None)
+    async def _start_session(self, client: AsyncClient, provider: str | None = None) -> SessionInfo:
+        info = await client.create_session(provider or self.provider, self.model or None, system=self.system or None)
         self.session_id = info.id
         self.render.info(f"session {info.id} on {info.provider}" + (f" ({self.system!r})" if self.system else ""))
         return info
@@ -183,12 +183,19 @@ class Conversation:
         return await self._start_session(client)
 
     async def switch_provider(self, provider: str) -> None:
-        """Use `provider` from now on: a new stream and a new session (a session is one provider's)."""
-        self.provider = provider
-        if self.connected:
-            async with self._link:
-                await self._open()
-                await self._start_session(self.require()[0])
+        """Use `provider` from now on: a new session and a stream of its own (a session is one provider's).
+
+        The session is created first: a provider the gateway refuses changes nothing.
+        """
+        if not self.connected:
+            self.provider = provider
+            return
+        async with self._link:
+            client, old = self.require()
+            await self._start_session(client, provider)
+            self.provider = provider
+            self.stream = client.stream(provider)
+            await old.aclose()
 
     async def session_info(self) -> SessionInfo:
         client, _ = self.require()

@@ -118,6 +118,8 @@ def test_every_command(spawn, gateway_thread: GatewayThread) -> None:
     assert "system prompt: You are terse." in shown
     assert field(info(repl), "system prompt") == "You are terse."
 
+    repl.command("/provider nosuch", r"error: .*nosuch")  # refused: nothing changes
+    repl.command("/provider", r"provider: simulated")
     shown = repl.command("/provider probe", r"provider: probe")
     assert re.search(r"session sess_[\w-]+ on probe", shown)
     assert "via probe" in repl.command("via probe", SUMMARY)

@@ -19,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY integration_api ./integration_api
 COPY providers ./providers
 COPY auth ./auth
-RUN pip install '.[fast]'
+RUN pip install '.[server]'
 
 USER gateway
 VOLUME ["/data"]

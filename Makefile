@@ -7,7 +7,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 PROTO_SRC := protos/integration_api/proto/integration_api.proto
 PROTO_OUT := integration_api/proto
 
-.PHONY: help venv wheelhouse browser demo test lint typecheck protos protos-check check fuzz bench bench-soak bench-peers clean
+.PHONY: help venv wheelhouse browser demo test lint typecheck protos protos-check check fuzz bench bench-soak bench-peers cluster cluster-stop clean
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -84,6 +84,12 @@ bench-peers: ## Install the peer gateways bench/ compares with (LiteLLM proxy) i
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEERS_VENV)/bin/python -m pip install -q '$(LITELLM)'
+
+cluster: venv ## 2 replicas behind nginx (grpc_pass) on 127.0.0.1, with Redis; prints the address and a key.
+	$(BIN)/python -m deploy.cluster.cluster up
+
+cluster-stop: ## Stop what `make cluster` started (by its recorded PIDs).
+	$(BIN)/python -m deploy.cluster.cluster down
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -175,7 +175,7 @@ def wait_serving(replica: Process, child: subprocess.Popen[bytes] | None, timeou
 def render_nginx_config(cluster: Cluster, lb_port: int) -> Path:
     run_dir = Path(cluster.run_dir)
     servers = "\n".join(
-        f"        server 127.0.0.1:{replica.port} max_fails=1 fail_timeout=5s;" for replica in cluster.replicas
+        f"        server 127.0.0.1:{replica.port} max_fails=1 fail_timeout=2s;" for replica in cluster.replicas
     )
     text = TEMPLATE.read_text()
     for key, value in {"run_dir": str(run_dir), "servers": servers, "lb_port": str(lb_port)}.items():

@@ -57,7 +57,8 @@ def test_two_turns_keep_the_context(spawn) -> None:
 
 
 def test_ctrl_c_cancels_a_slow_reply_and_the_repl_goes_on(spawn) -> None:
-    repl, _ = started(spawn, "--param", "simulated_delay_ms=300")
+    # A second per word: the reply would take ten, so the Ctrl-C after its first word surely comes first.
+    repl, _ = started(spawn, "--param", "simulated_delay_ms=1000")
     repl.command("/param simulated_reply one two three four five six seven eight nine ten", r"parameters: .*ten'")
 
     repl.line("go")

@@ -8,6 +8,7 @@ and exceptions stay inside each adapter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from providers.clients import ClientSource
 from providers.types import (
     ChatCall,
     ChatEvent,
+    ChatFinished,
     EmbeddingCall,
     EmbeddingResult,
     JsonValue,
@@ -24,6 +26,9 @@ from providers.types import (
     ModerationResult,
     RerankCall,
     RerankResult,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -123,3 +128,98 @@ class ProviderLayer(Provider):
 
     async def moderate(self, call: ModerationCall) -> ModerationResult:
         return await self.inner.moderate(call)
+
+
+class ChatOutcome:
+    """How one chat stream went, gathered in one pass over its events for every observing layer around it."""
+
+    __slots__ = (
+        "characters",
+        "chunks",
+        "error",
+        "finished",
+        "first_chunk_ns",
+        "first_ns",
+        "last_chunk_ns",
+        "texts",
+        "usage",
+    )
+
+    def __init__(self, keep_text: bool) -> None:
+        self.error: BaseException | None = None  # what ended it early (GeneratorExit: the consumer stopped reading)
+        self.finished = False  # ChatFinished came and the stream then ran to its end
+        self.usage: Usage | None = None  # ChatFinished's
+        self.first_ns = 0  # perf_counter_ns of the first event
+        self.first_chunk_ns = 0  # ... of the first and the last text or tool-call delta
+        self.last_chunk_ns = 0
+        self.chunks = 0  # text and tool-call deltas
+        self.characters = 0  # of text, and of tool-call names and arguments
+        self.texts: list[str] | None = [] if keep_text else None  # the reply's text, when an observer asked for it
+
+
+class ObservingLayer(ProviderLayer):
+    """A layer that only watches chat streams: `opened` before the call (it may refuse it by raising), `closed`
+    with the `ChatOutcome` after, however the call ended.
+
+    Observing layers next to each other share ONE pass over the events: the outermost of them runs the stream of
+    the first non-observing provider inside and tells each of them, so each costs nothing per event (a layer that
+    re-yields every event costs about half a microsecond per event). Unary calls go through each layer as usual.
+    """
+
+    keeps_text = False  # True: the outcome collects the reply's text for this layer
+
+    async def opened(self, call: ChatCall) -> None:
+        """Before the call; raising a GatewayError refuses it (`closed` is then not called for this layer)."""
+
+    def closed(self, call: ChatCall, outcome: ChatOutcome) -> None:
+        """After the call, however it ended."""
+
+    def stream_chat(self, call: ChatCall) -> ChatStream:
+        observers: list[ObservingLayer] = [self]
+        inner = self.inner
+        while isinstance(inner, ObservingLayer):
+            observers.append(inner)
+            inner = inner.inner
+        return _observed(observers, inner, call)
+
+
+async def _observed(observers: list[ObservingLayer], inner: Provider, call: ChatCall) -> ChatStream:
+    outcome = ChatOutcome(any(observer.keeps_text for observer in observers))
+    opened: list[ObservingLayer] = []
+    clock = time.perf_counter_ns
+    try:
+        for observer in observers:
+            await observer.opened(call)
+            opened.append(observer)
+        events = inner.stream_chat(call)
+        try:
+            finished = False
+            async for event in events:
+                now = clock()
+                if not outcome.first_ns:
+                    outcome.first_ns = now
+                if isinstance(event, TextDelta):
+                    outcome.characters += len(event.text)
+                    if outcome.texts is not None:
+                        outcome.texts.append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    outcome.characters += len(event.name) + len(event.arguments)
+                elif isinstance(event, ChatFinished):
+                    outcome.usage = event.usage
+                    finished = True
+                    yield event
+                    continue
+                if not outcome.chunks:
+                    outcome.first_chunk_ns = now
+                outcome.chunks += 1
+                outcome.last_chunk_ns = now
+                yield event
+            outcome.finished = finished
+        finally:
+            await events.aclose()
+    except BaseException as error:
+        outcome.error = error
+        raise
+    finally:
+        for observer in reversed(opened):
+            observer.closed(call, outcome)

@@ -16,9 +16,9 @@ from integration_api.policy import PolicyLayer
 from integration_api.proto import integration_api_pb2 as pb
 from integration_api.sessions.stats import StatsLayer
 from integration_api.usage.layer import UsageLayer
-from providers.base import ChatStream, Provider, ProviderLayer
+from providers.base import ChatOutcome, ChatStream, ObservingLayer, Provider, ProviderLayer
 from providers.resilience import ResilientProvider
-from providers.types import ChatCall, EmbeddingCall, EmbeddingResult, RerankCall, RerankResult
+from providers.types import ChatCall, EmbeddingCall, EmbeddingResult, RerankCall, RerankResult, UserMessage
 from tests.conftest import RunningGateway, make_settings, start_gateway
 from tests.grpc_helpers import chat_request, credential
 
@@ -130,8 +130,8 @@ async def test_the_context_carries_the_grpc_deadline(layered: RunningGateway, se
     assert remaining is not None and 0 < remaining <= 31  # grpc rounds the deadline it passes on
 
 
-def test_layers_wrap_outermost_first() -> None:
-    settings = make_settings(Path("."))
+def test_layers_wrap_outermost_first(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
     order: list[str] = []
 
     def named(label: str) -> object:
@@ -193,3 +193,55 @@ async def test_the_context_counts_upstream_attempts(layered: RunningGateway, see
     assert collected.terminal("down").error.status == "UNAVAILABLE"
     attempts = {context.request_id: context.stats.attempts for context in seen.contexts}
     assert attempts == {"ok": 1, "down": 3}  # make_settings leaves retry_max_attempts at 3
+
+
+class Watch(ObservingLayer):
+    """Records what it is told; refuses when asked to."""
+
+    def __init__(self, inner: Provider, context: RequestContext, log: list[str], refuse: bool = False) -> None:
+        super().__init__(inner, context)
+        self.log, self.refuse, self.label = log, refuse, f"w{len(log)}"
+
+    async def opened(self, call: ChatCall) -> None:
+        self.log.append(f"opened {self.label}")
+        if self.refuse:
+            raise PermissionDenied("refused by an observer")
+
+    def closed(self, call: ChatCall, outcome: ChatOutcome) -> None:
+        state = "finished" if outcome.finished else type(outcome.error).__name__
+        self.log.append(f"closed {self.label} {state} chunks={outcome.chunks} usage={outcome.usage is not None}")
+
+
+async def test_observing_layers_share_one_pass_and_see_refusals_inside_them(tmp_path: Path) -> None:
+    from providers.simulated import SimulatedProvider
+
+    call = ChatCall("r", (UserMessage("one two three"),))
+    log: list[str] = []
+    inner = Watch(SimulatedProvider({}), _context(), log)
+    outer = Watch(inner, _context(), log)
+    inner.label, outer.label = "inner", "outer"
+    inner.stream_chat = None  # type: ignore[assignment]  # never called: the outer one runs the whole chain
+    events = [event async for event in outer.stream_chat(call)]
+    assert len(events) == 4
+    assert log == [
+        "opened outer",
+        "opened inner",
+        "closed inner finished chunks=3 usage=True",
+        "closed outer finished chunks=3 usage=True",
+    ]
+
+    log.clear()
+    refusing = Watch(SimulatedProvider({}), _context(), log, refuse=True)
+    watching = Watch(refusing, _context(), log)
+    refusing.label, watching.label = "refusing", "watching"
+    with pytest.raises(PermissionDenied):
+        [event async for event in watching.stream_chat(call)]
+    assert log == ["opened watching", "opened refusing", "closed watching PermissionDenied chunks=0 usage=False"]
+
+    log.clear()
+    early = Watch(SimulatedProvider({}), _context(), log)
+    early.label = "early"
+    stream = early.stream_chat(call)
+    await anext(stream)
+    await stream.aclose()  # the consumer stops reading: the observer sees it
+    assert log == ["opened early", "closed early GeneratorExit chunks=1 usage=False"]

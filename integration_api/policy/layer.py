@@ -12,12 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from integration_api.context import RequestContext
-from integration_api.policy.policy import Estimate, Policy, estimate_tokens
-from providers.base import ChatStream, Provider, ProviderLayer
+from integration_api.policy.policy import Estimate, Lease, Policy, estimate_tokens
+from providers.base import ChatOutcome, ObservingLayer, Provider
 from providers.types import (
     AssistantMessage,
     ChatCall,
-    ChatFinished,
     EmbeddingCall,
     EmbeddingResult,
     ModerationCall,
@@ -25,8 +24,6 @@ from providers.types import (
     RerankCall,
     RerankResult,
     SystemMessage,
-    TextDelta,
-    ToolCallDelta,
     ToolMessage,
     Usage,
     UserMessage,
@@ -58,28 +55,20 @@ def chat_estimate(call: ChatCall, default_output: int) -> Estimate:
     return Estimate(estimate_tokens(_characters(call)), output)
 
 
-class PolicyLayer(ProviderLayer):
+class PolicyLayer(ObservingLayer):
     def __init__(self, inner: Provider, context: RequestContext, policy: Policy) -> None:
         super().__init__(inner, context)
         self._policy = policy
+        self._lease: Lease | None = None
 
-    async def stream_chat(self, call: ChatCall) -> ChatStream:
+    async def opened(self, call: ChatCall) -> None:
         policy = self._policy
         estimate = chat_estimate(call, policy.output_tokens_estimate)
-        lease = await policy.admit(self.context.principal, self.context.provider, call.model, True, estimate)
-        usage: Usage | None = None
-        characters = 0
-        try:
-            async for event in self.inner.stream_chat(call):
-                if isinstance(event, TextDelta):
-                    characters += len(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    characters += len(event.name) + len(event.arguments)
-                elif isinstance(event, ChatFinished):
-                    usage = event.usage
-                yield event
-        finally:
-            lease.finish(usage, characters)
+        self._lease = await policy.admit(self.context.principal, self.context.provider, call.model, True, estimate)
+
+    def closed(self, call: ChatCall, outcome: ChatOutcome) -> None:
+        if self._lease is not None:
+            self._lease.finish(outcome.usage, outcome.characters)
 
     async def _run(
         self,

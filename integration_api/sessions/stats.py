@@ -21,18 +21,15 @@ from typing import TypeVar
 
 from integration_api.context import RequestContext
 from integration_api.errors import GatewayError
-from providers.base import ChatStream, Provider, ProviderLayer
+from providers.base import ChatOutcome, ObservingLayer, Provider
 from providers.types import (
     ChatCall,
-    ChatFinished,
     EmbeddingCall,
     EmbeddingResult,
     ModerationCall,
     ModerationResult,
     RerankCall,
     RerankResult,
-    TextDelta,
-    ToolCallDelta,
     Usage,
 )
 
@@ -273,7 +270,7 @@ def _code(error: BaseException | None) -> int:
     return 500
 
 
-class StatsLayer(ProviderLayer):
+class StatsLayer(ObservingLayer):
     """Counts each request of the pipeline into `stats`: started, ended with which code, time to first event,
     total, tokens, upstream attempts, time per output chunk.
 
@@ -297,35 +294,17 @@ class StatsLayer(ProviderLayer):
             counters.input_tokens += usage.input_tokens
             counters.output_tokens += usage.output_tokens
 
-    async def stream_chat(self, call: ChatCall) -> ChatStream:
+    async def opened(self, call: ChatCall) -> None:
         self._counters.started()
-        first_ns = first_chunk_ns = last_chunk_ns = chunks = 0
-        usage: Usage | None = None
-        error: BaseException | None = None
-        finished = False
-        try:
-            async for event in self.inner.stream_chat(call):
-                now = time.perf_counter_ns()
-                if not first_ns:
-                    first_ns = now
-                if isinstance(event, TextDelta | ToolCallDelta):
-                    if not chunks:
-                        first_chunk_ns = now
-                    chunks += 1
-                    last_chunk_ns = now
-                finished = isinstance(event, ChatFinished)
-                if isinstance(event, ChatFinished):
-                    usage = event.usage
-                yield event
-            if not finished:
-                error = RuntimeError("the stream ended without finishing the response")  # counted as a 500
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if chunks > 1:
-                self._counters.time_per_output_chunk.observe((last_chunk_ns - first_chunk_ns) // (chunks - 1))
-            self._ended(error, first_ns, usage)
+
+    def closed(self, call: ChatCall, outcome: ChatOutcome) -> None:
+        error = outcome.error
+        if error is None and not outcome.finished:
+            error = RuntimeError("the stream ended without finishing the response")  # counted as a 500
+        if outcome.chunks > 1:
+            per_chunk = (outcome.last_chunk_ns - outcome.first_chunk_ns) // (outcome.chunks - 1)
+            self._counters.time_per_output_chunk.observe(per_chunk)
+        self._ended(error, outcome.first_ns, outcome.usage)
 
     async def _count(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         self._counters.started()

@@ -23,17 +23,15 @@ from integration_api.errors import GatewayError, Internal
 from integration_api.policy.prices import NANO_USD, PriceTable
 from integration_api.usage.log import UsageLog
 from integration_api.usage.record import CANCELLED, OK, UsageRecord
-from providers.base import ChatStream, Provider, ProviderLayer
+from providers.base import ChatOutcome, ObservingLayer, Provider
 from providers.types import (
     ChatCall,
-    ChatFinished,
     EmbeddingCall,
     EmbeddingResult,
     ModerationCall,
     ModerationResult,
     RerankCall,
     RerankResult,
-    TextDelta,
     Usage,
     UserMessage,
 )
@@ -80,7 +78,7 @@ class _Outcome:
             self.status, self.code = Internal.status, Internal.http_status
 
 
-class UsageLayer(ProviderLayer):
+class UsageLayer(ObservingLayer):
     def __init__(
         self,
         inner: Provider,
@@ -94,31 +92,22 @@ class UsageLayer(ProviderLayer):
         self._log = log
         self._pricing = pricing
         self._log_content = log_content
+        self.keeps_text = log_content
 
-    async def stream_chat(self, call: ChatCall) -> ChatStream:
+    def closed(self, call: ChatCall, chat: ChatOutcome) -> None:
         outcome = _Outcome()
-        reply: list[str] | None = [] if self._log_content else None
-        finished = False
-        try:
-            async for event in self.inner.stream_chat(call):
-                if not outcome.first_ns:
-                    outcome.first_ns = time.perf_counter_ns()
-                if isinstance(event, ChatFinished):
-                    outcome.usage = event.usage
-                    finished = True
-                elif reply is not None and isinstance(event, TextDelta):
-                    reply.append(event.text)
-                yield event
-            if finished:
-                outcome.succeeded()
-            else:  # the engine answers a stream without ChatFinished with INTERNAL
-                outcome.status, outcome.code = Internal.status, Internal.http_status
-        except BaseException as error:
-            outcome.failed(error)
-            raise
-        finally:
-            prompt = _last_user_message(call) if self._log_content else None
-            self._record(outcome, call.model, prompt, None if reply is None else "".join(reply))
+        outcome.first_ns = chat.first_ns
+        if chat.usage is not None:
+            outcome.usage = chat.usage
+        if chat.error is not None:
+            outcome.failed(chat.error)
+        elif chat.finished:
+            outcome.succeeded()
+        else:  # the engine answers a stream without ChatFinished with INTERNAL
+            outcome.status, outcome.code = Internal.status, Internal.http_status
+        prompt = _last_user_message(call) if self._log_content else None
+        reply = None if chat.texts is None else "".join(chat.texts)
+        self._record(outcome, call.model, prompt, reply)
 
     async def _unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         outcome = _Outcome()

@@ -75,7 +75,8 @@ async def test_server_stats_after_a_known_sequence(gateway: SessionGateway) -> N
     assert stats.uptimeSeconds > 0
     assert stats.totalTime.count == 4 and stats.timeToFirstToken.count == 3  # "bad" failed before any output
     assert 0 < stats.totalTime.p50Ms <= stats.totalTime.p95Ms
-    assert stats.timeToFirstToken.averageMs <= stats.totalTime.averageMs
+    # Each succeeded request's first token came before its end (the averages cover different requests: not those).
+    assert 0 < stats.timeToFirstToken.p50Ms <= stats.timeToFirstToken.p95Ms
     by_name = {p.provider: p for p in stats.providers}
     assert set(by_name) == {"probe", "simulated"}
     assert (by_name["simulated"].requestsTotal, by_name["simulated"].requestsFailed) == (3, 1)

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from auth import ApiKeyStore, Authenticator
-from integration_api.proto import integration_api_pb2_grpc as pb_grpc
 from integration_api.pipeline import Layer
+from integration_api.proto import integration_api_pb2_grpc as pb_grpc
 from integration_api.server import GatewayServer
 from integration_api.settings import Settings
 from providers.registry import default_registry

@@ -27,7 +27,7 @@ from typer.testing import CliRunner, Result
 from auth import issue_service_token
 from integration_api import __version__
 from integration_api.cli import app
-from tests.client.test_tls import self_signed
+from tests.certificates import self_signed
 from tests.conftest import JWT_SECRET, RunningGateway, make_settings, start_gateway
 
 CLEAN_ENV = {name: None for name in os.environ if name.startswith("INTEGRATION_API_")}

@@ -80,7 +80,7 @@ class SessionLayer(ProviderLayer):
         check_new_messages(call.messages, session_id)
         owner = Owner.of(context.principal)
         async with self._sessions.turn(owner, session_id):
-            session = await self._sessions.get(owner, session_id)  # read under the lock: the previous turn is in
+            session = await self._sessions.get(owner, session_id, for_turn=True)  # under the lock: after the last turn
             if session.provider != context.provider:
                 raise FailedPrecondition(
                     f"session {session_id!r} runs on provider {session.provider!r}, not {context.provider!r}:"

@@ -5,6 +5,11 @@ session in this process (a session is one conversation: the second request must 
 wait is bounded by ``session_lock_timeout_s``, after which the request is refused with RESOURCE_EXHAUSTED
 (retryable: the session is busy, not the client late). Across processes the store's compare-and-set on the
 revision keeps turns from being lost: the later of two concurrent turns ends with ABORTED and is not stored.
+
+A turn starts from this process's own copy of the session when it has one (the one its last turn wrote), not
+from a store read: the store is read again only after another process changed the session (the compare-and-set
+fails: ABORTED, and the copy is dropped). So a session deleted through another process is refused with ABORTED
+after that turn instead of NOT_FOUND before it; deleted or expired in this process, it is NOT_FOUND as always.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -25,6 +31,7 @@ from providers.types import AssistantMessage, ChatMessage, JsonValue, Usage
 
 SESSION_ID_PREFIX = "sess_"
 BUSY_RETRY_AFTER_S = 1.0
+CACHED_SESSIONS = 4096  # sessions whose last written copy this process keeps, most recently used
 
 
 class _Lock:
@@ -47,6 +54,7 @@ class Sessions:
         # Public so a test can drive expiry with a fake clock, also on the sessions of a running server.
         self.clock: Callable[[], float] = time.time
         self._locks: dict[tuple[Owner, str], _Lock] = {}
+        self._written: OrderedDict[tuple[Owner, str], Session] = OrderedDict()  # see the module doc
 
     @property
     def ttl_s(self) -> float:
@@ -66,15 +74,33 @@ class Sessions:
             last_used_at=now,
         )
         await self.store.create(session, now)
+        self._remember(session)
         self.stats.sessions_created += 1
         return session
 
-    async def get(self, owner: Owner, session_id: str) -> Session:
-        """`owner`'s session; NotFound when it is missing, expired or another project's (the same answer)."""
-        session = await self.store.get(owner, session_id, self.clock()) if session_id else None
+    async def get(self, owner: Owner, session_id: str, *, for_turn: bool = False) -> Session:
+        """`owner`'s session; NotFound when it is missing, expired or another project's (the same answer).
+
+        `for_turn`: the session a turn starts from (under `turn`): this process's last written copy when it has one.
+        """
+        now = self.clock()
+        if for_turn:
+            written = self._written.get((owner, session_id))
+            if written is not None and self.store.alive(written, now):
+                self._written.move_to_end((owner, session_id))
+                return written
+        session = await self.store.get(owner, session_id, now) if session_id else None
         if session is None:
+            self._written.pop((owner, session_id), None)
             raise self._not_found(session_id)
         return session
+
+    def _remember(self, session: Session) -> None:
+        key = (session.owner, session.id)
+        self._written[key] = session
+        self._written.move_to_end(key)
+        while len(self._written) > CACHED_SESSIONS:
+            self._written.popitem(last=False)
 
     def _not_found(self, session_id: str) -> NotFound:
         return NotFound(
@@ -88,6 +114,7 @@ class Sessions:
         return await self.store.list(owner, self.clock(), limit)
 
     async def delete(self, owner: Owner, session_id: str) -> None:
+        self._written.pop((owner, session_id), None)
         if not await self.store.delete(owner, session_id, self.clock()):
             raise self._not_found(session_id)
 
@@ -139,9 +166,11 @@ class Sessions:
             trimmed=session.trimmed + dropped,
         )
         if not await self.store.replace(updated, session.revision, now):
+            self._written.pop((session.owner, session.id), None)  # the next turn reads what the store has
             raise Aborted(
                 f"session {session.id!r} changed while this request ran (another request on it, on another server"
                 " process, finished first; or it expired or was deleted): this turn was not kept",
                 human_message="The conversation changed meanwhile; send the message again.",
             )
+        self._remember(updated)
         return updated

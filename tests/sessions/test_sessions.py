@@ -304,3 +304,32 @@ async def test_trimmed_by_approximate_tokens(tmp_path: Path, clock: FakeClock, r
         assert info.trimmedMessages == 2
     finally:
         await stop(gateway)
+
+
+async def test_a_turn_from_a_stale_copy_is_aborted_and_the_next_reads_the_store(
+    tmp_path: Path, clock: FakeClock, redis_url: str | None
+) -> None:
+    """Two servers on one store (replicas): each starts a turn from the copy it last wrote, so a turn that the
+    other server moved past is ABORTED and not kept, and the turn after it starts from what the store has."""
+    a = await start(tmp_path, clock, redis_url)
+    b = await start(tmp_path, clock, redis_url)
+    try:
+        session = await a.create()
+        on_a, on_b = a.open_stream(), b.open_stream()
+        assert (await one_turn(on_a, turn("a1", "one", session.sessionId))).success
+        assert (await one_turn(on_b, turn("b1", "two", session.sessionId))).usage.inputTokens == 1 + 1 + 1
+
+        stale = await one_turn(on_a, turn("a2", "three", session.sessionId))
+        assert not stale.success and stale.error.status == "ABORTED" and stale.error.retryable
+        again = await one_turn(on_a, turn("a3", "three", session.sessionId))
+        assert again.success and again.usage.inputTokens == 1 + 1 + 1 + 1 + 1  # both servers' turns, then this
+        assert (await a.info(session.sessionId)).messageCount == 6
+
+        await b.sessions.DeleteSession(pb.DeleteSessionRequest(sessionId=session.sessionId), metadata=b.metadata)
+        deleted = await one_turn(on_a, turn("a4", "four", session.sessionId))
+        assert deleted.error.status == "ABORTED"
+        gone = await one_turn(on_a, turn("a5", "four", session.sessionId))
+        assert gone.error.status == "NOT_FOUND"
+    finally:
+        await stop(a)
+        await stop(b)

@@ -68,6 +68,7 @@ _END = None  # outbox sentinel: the session has nothing more to send
 OUTBOX_SIZE = 1024  # frames buffered per stream before runs wait for the client to read (backpressure)
 LENGTH_PREFIXES_BYTES = 16  # the varint lengths a delta adds to an empty delta frame: at most 3 x 5 bytes
 QUEUE_FULL_RETRY_AFTER_S = 1.0
+DRAIN_LINGER_S = 1.0  # a drained stream waits at most this long for its client to half-close (_maybe_end)
 
 
 class ProviderBuilder(Protocol):
@@ -324,6 +325,8 @@ class StreamSession:
         self._last_activity = time.monotonic()  # a message received or a request ended
         self._reader_done = False
         self._draining = False
+        self._linger: asyncio.TimerHandle | None = None
+        self._linger_s = DRAIN_LINGER_S
         self._draining_why = "the server is shutting down; send this request elsewhere"
         self._ended = False
 
@@ -352,11 +355,27 @@ class StreamSession:
             self._queued.remove(self.stream.principal)
 
     def _maybe_end(self) -> None:
-        """Queue the end of the stream once nothing more can be sent: reader done (or draining), no runs left."""
+        """Queue the end of the stream once nothing more can be sent: reader done (or draining), no runs left.
+
+        Draining (SIGTERM, or the stream's maximum age), the stream lingers up to DRAIN_LINGER_S for the client to
+        half-close: a client still writing gets its requests refused (NOT_STARTED), which tells it to move on and
+        half-close. Ending while its requests are still arriving would make the connection close under unread data
+        (a TCP reset), which can destroy the last frames before the client reads them.
+        """
         if self._ended or not (self._reader_done or self._draining) or self.runs:
             return
-        self._ended = True
-        self.outbox.put_nowait(_END)
+        if not self._reader_done:
+            if self._linger is None:
+                self._linger = asyncio.get_running_loop().call_later(self._linger_s, self._end_now)
+            return
+        self._end_now()
+
+    def _end_now(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        if not self._ended:
+            self._ended = True
+            self.outbox.put_nowait(_END)
 
     async def _refuse(self, request_id: str, error: GatewayError, request: pb.ChatRequest | None = None) -> None:
         """End a request that will not run with one error frame (and its access-log line)."""
@@ -459,6 +478,8 @@ class StreamSession:
         reconnects, through a load balancer maybe to another replica). Requests in flight get 80% of the drain's
         grace, or max_connection_age_grace_s; the rest end with UNAVAILABLE; then the stream ends with OK."""
         grace_s = await self._wait_drain_or_age()
+        if self.lifecycle.draining:  # SIGTERM: the linger fits in the 20% of the grace the requests do not get
+            self._linger_s = min(DRAIN_LINGER_S, 0.1 * self.lifecycle.grace_s)
         self._draining = True
         self._maybe_end()
         tasks = [run.task for run in self.runs.values() if run.task is not None]
@@ -525,6 +546,8 @@ class StreamSession:
             reader.cancel()
             drainer.cancel()
             idler.cancel()
+            if self._linger is not None:
+                self._linger.cancel()
             runs = [run.task for run in self.runs.values() if run.task is not None]
             for task in runs:
                 task.cancel()

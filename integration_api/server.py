@@ -139,13 +139,11 @@ class GatewayServer:
         await self.gateway.state.usage.aclose()  # every request has ended: write each pending usage record
         await self.clients.aclose()
         await self.gateway.state.aclose()  # the session store's connection and thread
-        await self.gateway.state.aclose()  # the session store's connection and thread
 
     async def stop(self) -> None:
         """Immediate stop (tests): cancels every RPC."""
         await asyncio.gather(self.server.stop(0), self._stop_http(0))
         await self.clients.aclose()
-        await self.gateway.state.aclose()  # the session store's connection and thread
         await self.gateway.state.aclose()  # the session store's connection and thread
 
     async def _stop_http(self, grace_s: float) -> None:

@@ -81,14 +81,6 @@ class Settings(BaseSettings):
     max_connection_age_grace_s: float = Field(
         default=30.0, ge=0, description="how long a retired stream's in-flight requests may still run"
     )
-    # Behind a load balancer, a StreamChat stream stays on the replica it first reached: ageing connections and
-    # streams out makes their clients reconnect, and so spreads them again (e.g. onto a replica added since).
-    max_connection_age_s: float = Field(
-        default=0.0, ge=0, description="GOAWAY a connection, and retire a StreamChat stream, this old; 0 = never"
-    )
-    max_connection_age_grace_s: float = Field(
-        default=30.0, ge=0, description="how long a retired stream's in-flight requests may still run"
-    )
 
     # HTTP front door (integration_api.http): the OpenAI-compatible API, the gRPC-JSON bridge, the chat page
     http_host: str | None = Field(default=None, description="address of the HTTP listener; default: `host`")

@@ -36,6 +36,7 @@ from integration_api.sessions.state import ServerState
 from integration_api.settings import Settings
 from integration_api.status import rich_status
 from integration_api.stream_limits import OpenStreams
+from integration_api.usage.layer import attempt_recorder
 from providers.base import CredentialValue, Provider, ProviderEnv
 from providers.clients import ClientCache
 from providers.registry import ProviderRegistry
@@ -85,6 +86,7 @@ class Gateway:
         self.queued = QueuedRequests(settings.max_queued_per_principal)
         self.credentials = StoredCredentials.from_settings(settings)  # what `credential_ref` / Credential.id name
         self.routes = install_routes(settings, registry, self.credentials)  # "route:NAME" providers (routing)
+        self.routes.record_attempt = attempt_recorder(self.state.usage)  # every routed attempt in the usage log
         self.open_streams = OpenStreams(settings.max_streams_per_principal)
 
     # --- shared steps ----------------------------------------------------------------------------------------

@@ -29,9 +29,9 @@ import dataclasses
 import random
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from integration_api.errors import DeadlineExceeded, GatewayError, Internal, ResourceExhausted, Unavailable
 from integration_api.routing.breaker import BreakerState, CircuitBreaker, Clock, HedgeBudget
@@ -39,6 +39,12 @@ from integration_api.routing.config import ROUTE_PREFIX, RouteConfig
 from integration_api.routing.targets import BreakerKey, Target, TargetBuilder, make_targets, plan, target_call
 from providers.base import ChatStream, CredentialValue, Provider, ProviderEnv, ProviderSpec
 from providers.types import ChatCall, ChatEvent, ChatFinished
+
+if TYPE_CHECKING:
+    from integration_api.context import RequestContext
+
+# Records one attempt at a target ("provider/model") that did not serve its request, and why.
+AttemptRecorder = Callable[["RequestContext", str, BaseException], None]
 
 MAX_BREAKERS = 4096  # distinct deployments remembered (targets using callers' own credentials make more)
 ROUTE_RPCS = frozenset({"Chat", "StreamChat"})
@@ -101,6 +107,8 @@ class Router:
         self.builder = builder
         self.clock = clock
         self.rng = rng or random.Random()
+        # Told of every attempt that did not serve its request (the gateway writes them to the usage log).
+        self.record_attempt: AttemptRecorder | None = None
         self.routes: dict[str, Route] = {}
         self._breakers: dict[BreakerKey, CircuitBreaker] = {}
         for name, config in sorted(routes.items()):
@@ -234,11 +242,23 @@ class _Racer:
 class _Outcome:
     """What the tries of one request came to, for the error when no target served it."""
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, record: AttemptRecorder | None = None, context: RequestContext | None = None):
         self.route = route
+        self._record = record
+        self._context = context
         self.last: GatewayError | None = None
         self.open_retry_after: float | None = None
         self.busy = False
+
+    def fell_back(self, target: Target, error: GatewayError) -> None:
+        """`target` failed before its first event and the request moves on: that attempt is one usage record."""
+        self.last = error
+        self.abandoned(target, error)
+
+    def abandoned(self, target: Target, error: BaseException) -> None:
+        """An attempt that will not serve the request (it failed, or it lost a hedge race: CancelledError)."""
+        if self._record is not None and self._context is not None:
+            self._record(self._context, target.label, error)
 
     def error(self) -> GatewayError:
         if self.last is not None:
@@ -279,7 +299,7 @@ class RouteProvider(Provider):
             except GatewayError as error:
                 if not self._route.falls_back(error):
                     raise
-                outcome.last = error
+                outcome.fell_back(target, error)
                 continue
             target.last_key = built.key
             breaker = self._router.breaker(built.key, self._route)
@@ -305,7 +325,7 @@ class RouteProvider(Provider):
         route = self._route
         route.budget.request()
         candidates = deque(plan(route.targets, route.config.balance, self._router.rng))
-        outcome = _Outcome(route)
+        outcome = _Outcome(route, self._router.record_attempt, self._env.context)
         timeout_s = route.config.first_token_timeout_ms / 1000.0 if route.config.first_token_timeout_ms else None
         if route.config.hedge_after_ms is None or len(candidates) < 2:
             attempt, first = await self._in_turn(candidates, call, outcome, timeout_s)
@@ -343,7 +363,7 @@ class RouteProvider(Provider):
                 await attempt.close()
                 if not self._route.falls_back(error):
                     raise
-                outcome.last = error
+                outcome.fell_back(attempt.target, error)
             except BaseException:
                 await attempt.close()
                 raise
@@ -359,7 +379,11 @@ class RouteProvider(Provider):
         except BaseException:
             await asyncio.gather(*(_stop(r) for r in race.racers))
             raise
-        await asyncio.gather(*(_stop(r) for r in race.racers if r is not winner))  # the losers, at once
+        losers = [r for r in race.racers if r is not winner]
+        await asyncio.gather(*(_stop(r) for r in losers))  # at once
+        for loser in losers:
+            if not loser.lost:  # the failed ones were recorded as they fell back
+                outcome.abandoned(loser.attempt.target, asyncio.CancelledError("lost the hedge race"))
         return winner, first
 
 
@@ -391,11 +415,11 @@ class _Race:
         self.racers.append(racer)
         return True
 
-    def fall_back(self, error: GatewayError) -> bool:
+    def fall_back(self, racer: _Racer, error: GatewayError) -> bool:
         """A racer failed before its first event: raise it, or True when a fallback target was started."""
         if not self.provider._route.falls_back(error):
             raise error
-        self.outcome.last = error
+        self.outcome.fell_back(racer.attempt.target, error)
         if not all(r.lost for r in self.racers):
             return False  # another racer is still running: wait for it
         if not self.start():
@@ -419,7 +443,7 @@ class _Race:
                 continue
             if isinstance(result, GatewayError):
                 racer.lost = True
-                if self.fall_back(result) and hedge_at is not None:
+                if self.fall_back(racer, result) and hedge_at is not None:
                     hedge_at = loop.time() + hedge_s  # the fallback target gets the hedge delay afresh
                 continue
             if isinstance(result, BaseException):

@@ -169,6 +169,38 @@ class UsageLayer(ObservingLayer):
         )
 
 
+def attempt_recorder(log: UsageLog) -> Callable[[RequestContext, str, BaseException], None]:
+    """Records one routed attempt that did not serve its request: a target that failed before its first event, or
+    a hedge that lost the race (CANCELLED). The request's own record (the usage layer's) names the target that
+    served it; these say what else was tried, so every attempt is in the usage log."""
+
+    def record(context: RequestContext, target: str, error: BaseException) -> None:
+        outcome = _Outcome()
+        outcome.failed(error)
+        provider, _, model = target.partition("/")
+        principal = context.principal
+        log.record(
+            UsageRecord(
+                time=context.started_at,
+                request_id=context.request_id,
+                stream_id=context.stream_id,
+                organization_id=principal.organization_id,
+                project_id=principal.project_id,
+                key_id=principal.key_id,
+                user_id=principal.user_id,
+                auth_method=principal.method,
+                rpc=context.rpc,
+                provider=provider,
+                model=model,
+                status=outcome.status,
+                code=outcome.code,
+                total_ms=(time.perf_counter_ns() - context.started_ns) / 1e6,
+            )
+        )
+
+    return record
+
+
 def _last_user_message(call: ChatCall) -> str | None:
     for message in reversed(call.messages):
         if isinstance(message, UserMessage):

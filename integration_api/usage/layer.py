@@ -137,36 +137,47 @@ class UsageLayer(ObservingLayer):
 
     def _record(self, outcome: _Outcome, model: str = "", prompt: str | None = None, reply: str | None = None) -> None:
         context = self.context
-        now_ns = time.perf_counter_ns()
         provider, model = context.provider, context.model or model
         if context.stats.served_by:  # a routing layer chose another provider/model
             provider, _, model = context.stats.served_by.partition("/")
-        principal = context.principal
-        self._log.record(
-            UsageRecord(
-                time=context.started_at,
-                request_id=context.request_id,
-                stream_id=context.stream_id,
-                organization_id=principal.organization_id,
-                project_id=principal.project_id,
-                key_id=principal.key_id,
-                user_id=principal.user_id,
-                auth_method=principal.method,
-                rpc=context.rpc,
-                provider=provider,
-                model=model,
-                status=outcome.status,
-                code=outcome.code,
-                input_tokens=outcome.usage.input_tokens,
-                output_tokens=outcome.usage.output_tokens,
-                cost=self._pricing(provider, model, outcome.usage) if outcome.usage.total_tokens else 0.0,
-                ttft_ms=(outcome.first_ns - context.started_ns) / 1e6 if outcome.first_ns else None,
-                total_ms=(now_ns - context.started_ns) / 1e6,
-                retries=max(context.stats.attempts - 1, 0),
-                prompt=prompt,
-                reply=reply,
-            )
-        )
+        usage = outcome.usage
+        cost = self._pricing(provider, model, usage) if usage.total_tokens else 0.0
+        self._log.record(_usage_record(context, provider, model, outcome, cost, prompt, reply))
+
+
+def _usage_record(
+    context: RequestContext,
+    provider: str,
+    model: str,
+    outcome: _Outcome,
+    cost: float = 0.0,
+    prompt: str | None = None,
+    reply: str | None = None,
+) -> UsageRecord:
+    principal = context.principal
+    return UsageRecord(
+        time=context.started_at,
+        request_id=context.request_id,
+        stream_id=context.stream_id,
+        organization_id=principal.organization_id,
+        project_id=principal.project_id,
+        key_id=principal.key_id,
+        user_id=principal.user_id,
+        auth_method=principal.method,
+        rpc=context.rpc,
+        provider=provider,
+        model=model,
+        status=outcome.status,
+        code=outcome.code,
+        input_tokens=outcome.usage.input_tokens,
+        output_tokens=outcome.usage.output_tokens,
+        cost=cost,
+        ttft_ms=(outcome.first_ns - context.started_ns) / 1e6 if outcome.first_ns else None,
+        total_ms=(time.perf_counter_ns() - context.started_ns) / 1e6,
+        retries=max(context.stats.attempts - 1, 0),
+        prompt=prompt,
+        reply=reply,
+    )
 
 
 def attempt_recorder(log: UsageLog) -> Callable[[RequestContext, str, BaseException], None]:
@@ -178,25 +189,7 @@ def attempt_recorder(log: UsageLog) -> Callable[[RequestContext, str, BaseExcept
         outcome = _Outcome()
         outcome.failed(error)
         provider, _, model = target.partition("/")
-        principal = context.principal
-        log.record(
-            UsageRecord(
-                time=context.started_at,
-                request_id=context.request_id,
-                stream_id=context.stream_id,
-                organization_id=principal.organization_id,
-                project_id=principal.project_id,
-                key_id=principal.key_id,
-                user_id=principal.user_id,
-                auth_method=principal.method,
-                rpc=context.rpc,
-                provider=provider,
-                model=model,
-                status=outcome.status,
-                code=outcome.code,
-                total_ms=(time.perf_counter_ns() - context.started_ns) / 1e6,
-            )
-        )
+        log.record(_usage_record(context, provider, model, outcome))
 
     return record
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from integration_api.credentials._cipher import CredentialCipher, CredentialKeyError
+from integration_api.sqlite import open_wal
 from providers.types import JsonValue
 
 DB_FILENAME = "credentials.sqlite3"
@@ -96,12 +97,9 @@ class CredentialStore:
 
     def __init__(self, data_dir: Path, cipher: CredentialCipher) -> None:
         self.path = Path(data_dir) / DB_FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cipher = cipher
-        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file, outside a transaction
-        with self._connect(write=True) as connection:
-            connection.execute(_SCHEMA)
+        # WAL is persistent: set once per file, with the schema, retried while another process does the same.
+        open_wal(self.path, _SCHEMA, int(BUSY_TIMEOUT_S * 1000)).close()
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:

@@ -1,7 +1,7 @@
 """The embedded session store: one SQLite file in the data directory (WAL), survives a restart.
 
-Every statement runs on one thread of the store's own (a single-worker executor that owns the connection), so the
-event loop never waits on the disk and the connection is only ever used from one thread. Several server processes
+Every statement runs on the store's own thread (``integration_api.sqlite.StoreThread``), so the event loop never
+waits on the disk. Several server processes
 (``serve --workers N``) may share the file: WAL lets readers and the one writer work at once, a busy writer is
 waited for (``busy_timeout``), and `replace` is compare-and-set on the revision, so no process overwrites another's
 turn. `synchronous=NORMAL` (WAL): a crash of the process loses nothing; a power loss may lose the last turns.
@@ -10,16 +10,14 @@ Expired rows are deleted lazily, when sessions are created.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from integration_api.errors import Unavailable
 from integration_api.sessions import codec
 from integration_api.sessions.store import MAX_LIST, Owner, Session, SessionStore
+from integration_api.sqlite import StoreThread, open_wal
 
 T = TypeVar("T")
 FILE_NAME = "sessions.sqlite3"
@@ -43,31 +41,10 @@ class SqliteSessionStore(SessionStore):
     def __init__(self, data_dir: Path, ttl_s: float) -> None:
         super().__init__(ttl_s)
         self.path = data_dir / FILE_NAME
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sessions-sqlite")
-        self._connection: sqlite3.Connection | None = None
-        self._closed = False
-
-    # --- the store's thread --------------------------------------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one statement, one write
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(_SCHEMA)
-            self._connection = connection
-        return self._connection
+        self._thread = StoreThread("session store", self.path, lambda: open_wal(self.path, _SCHEMA, BUSY_TIMEOUT_MS))
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            try:
-                return operation(self._db())
-            except sqlite3.Error as exc:
-                raise Unavailable(f"the session store ({self.path}) failed: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._thread.run(operation)
 
     # --- SessionStore --------------------------------------------------------------------------------------------
 
@@ -143,17 +120,7 @@ class SqliteSessionStore(SessionStore):
         return await self._run(count)
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._thread.aclose()
 
 
 def _key(owner: Owner, session_id: str) -> tuple[str, str, str]:

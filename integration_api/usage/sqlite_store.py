@@ -10,15 +10,12 @@ loses nothing committed; a power loss may lose the last batches.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from integration_api.errors import Unavailable
+from integration_api.sqlite import StoreThread, open_wal
 from integration_api.usage.record import (
     CANCELLED,
     COLUMNS,
@@ -35,9 +32,6 @@ T = TypeVar("T")
 FILE_NAME = "usage.sqlite3"
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA_VERSION = 1
-# Opening the file (switching it to WAL, creating the table) can meet another process doing the same; these
-# statements are retried while SQLite reports the database busy.
-OPEN_ATTEMPTS = 50
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS usage_records (
@@ -69,30 +63,11 @@ CREATE INDEX IF NOT EXISTS usage_records_by_project ON usage_records (organizati
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _INSERT = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-
-
-def _busy(error: sqlite3.Error) -> bool:
-    return getattr(error, "sqlite_errorcode", None) in _BUSY_CODES
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the usage file with the schema in place (also used by the ``usage`` command)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # we BEGIN ourselves
-    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    for attempt in range(OPEN_ATTEMPTS):
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(_SCHEMA)
-            return connection
-        except sqlite3.OperationalError as error:
-            if not _busy(error) or attempt == OPEN_ATTEMPTS - 1:
-                connection.close()
-                raise
-            time.sleep(0.01 * (attempt + 1))  # another process is switching the file to WAL right now
-    raise AssertionError("unreachable")
+    return open_wal(path, _SCHEMA, BUSY_TIMEOUT_MS, check_same_thread=False)  # we BEGIN ourselves
 
 
 def summarize(connection: sqlite3.Connection, query: UsageQuery) -> list[UsageRow]:
@@ -136,24 +111,10 @@ def summarize(connection: sqlite3.Connection, query: UsageQuery) -> list[UsageRo
 class SqliteUsageStore(UsageStore):
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / FILE_NAME
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage-sqlite")
-        self._connection: sqlite3.Connection | None = None
-
-    # --- the store's thread --------------------------------------------------------------------------------------
-
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self._connection = connect(self.path)
-        return self._connection
+        self._thread = StoreThread("usage store", self.path, lambda: connect(self.path))
 
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            try:
-                return operation(self._db())
-            except sqlite3.Error as exc:
-                raise Unavailable(f"the usage store ({self.path}) failed: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        return await self._thread.run(operation)
 
     # --- UsageStore ----------------------------------------------------------------------------------------------
 
@@ -189,10 +150,4 @@ class SqliteUsageStore(UsageStore):
         return int(await self._run(lambda db: db.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0]))
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._thread.aclose()

@@ -9,9 +9,9 @@ and exceptions stay inside each adapter.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from integration_api.errors import Unimplemented
 from providers.clients import ClientSource
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 CHAT_RPCS = frozenset({"Chat", "StreamChat", "VerifyCredential"})
 ALL_RPCS = CHAT_RPCS | {"Embedding", "Reranking", "GetModeration"}
 
+T = TypeVar("T")
 CredentialValue = Mapping[str, JsonValue]
 
 # What `Provider.stream_chat` returns: an async generator, so that closing it (`aclose`) closes the upstream call.
@@ -117,17 +118,28 @@ class ProviderLayer(Provider):
     def stream_chat(self, call: ChatCall) -> ChatStream:
         return self.inner.stream_chat(call)
 
+    # Every unary call goes through `unary`: a layer that treats them alike overrides that one method.
+
     async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self.inner.embed(call)
+        return await self.unary(lambda: self.inner.embed(call), _embedding_usage)
 
     async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self.inner.rerank(call)
+        return await self.unary(lambda: self.inner.rerank(call))
 
     async def verify_credential(self) -> str:
-        return await self.inner.verify_credential()
+        return await self.unary(self.inner.verify_credential)
 
     async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self.inner.moderate(call)
+        return await self.unary(lambda: self.inner.moderate(call))
+
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
+        """Run one unary call (Embedding, Reranking, VerifyCredential, GetModeration) of the layer inside;
+        `usage_of` reads the tokens of its result (None: the call reports none)."""
+        return await operation()
+
+
+def _embedding_usage(result: EmbeddingResult) -> Usage:
+    return result.usage
 
 
 class ChatOutcome:

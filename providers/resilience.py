@@ -25,12 +25,7 @@ from providers.base import ChatStream, Provider, ProviderLayer
 from providers.types import (
     ChatCall,
     ChatEvent,
-    EmbeddingCall,
-    EmbeddingResult,
-    ModerationCall,
-    ModerationResult,
-    RerankCall,
-    RerankResult,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -164,7 +159,7 @@ class ResilientProvider(ProviderLayer):
             watchdog.stop()
             await _close(events)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         async for attempt in self._retrying():
             with attempt:
                 self.context.stats.attempts += 1
@@ -174,18 +169,6 @@ class ResilientProvider(ProviderLayer):
                 except TimeoutError as exc:
                     raise DeadlineExceeded(f"{self.name!r} did not answer in time") from exc
         raise AssertionError("unreachable: tenacity re-raises the last error")
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self._call(lambda: self.inner.embed(call))
-
-    async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self._call(lambda: self.inner.rerank(call))
-
-    async def verify_credential(self) -> str:
-        return await self._call(self.inner.verify_credential)
-
-    async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self._call(lambda: self.inner.moderate(call))
 
 
 async def _close(events: AsyncIterator[ChatEvent]) -> None:

@@ -30,12 +30,7 @@ from providers.base import ChatStream, Provider, ProviderLayer
 from providers.types import (
     ChatCall,
     ChatFinished,
-    EmbeddingCall,
-    EmbeddingResult,
-    ModerationCall,
-    ModerationResult,
-    RerankCall,
-    RerankResult,
+    Usage,
 )
 
 T = TypeVar("T")
@@ -176,37 +171,19 @@ class RequestSpanLayer(ProviderLayer):
         finally:
             self._finish(span, error)
 
-    async def _traced(self, operation: Callable[[], Awaitable[T]], on_result: Callable[[Span, T], None]) -> T:
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         span = self._start()
         error: BaseException | None = None
         try:
             result = await operation()
-            on_result(span, result)
+            if usage_of is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", usage_of(result).input_tokens)
             return result
         except BaseException as exc:
             error = exc
             raise
         finally:
             self._finish(span, error)
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        def usage(span: Span, result: EmbeddingResult) -> None:
-            span.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
-
-        return await self._traced(lambda: self.inner.embed(call), usage)
-
-    async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self._traced(lambda: self.inner.rerank(call), _nothing)
-
-    async def verify_credential(self) -> str:
-        return await self._traced(self.inner.verify_credential, _nothing)
-
-    async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self._traced(lambda: self.inner.moderate(call), _nothing)
-
-
-def _nothing(span: Span, result: object) -> None:
-    pass
 
 
 class AttemptSpanLayer(ProviderLayer):
@@ -244,7 +221,7 @@ class AttemptSpanLayer(ProviderLayer):
         finally:
             _end(span, error)
 
-    async def _traced(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         span = self._start()
         error: BaseException | None = None
         try:
@@ -254,15 +231,3 @@ class AttemptSpanLayer(ProviderLayer):
             raise
         finally:
             _end(span, error)
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self._traced(lambda: self.inner.embed(call))
-
-    async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self._traced(lambda: self.inner.rerank(call))
-
-    async def verify_credential(self) -> str:
-        return await self._traced(self.inner.verify_credential)
-
-    async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self._traced(lambda: self.inner.moderate(call))

@@ -24,12 +24,6 @@ from integration_api.errors import GatewayError
 from providers.base import ChatOutcome, ObservingLayer, Provider
 from providers.types import (
     ChatCall,
-    EmbeddingCall,
-    EmbeddingResult,
-    ModerationCall,
-    ModerationResult,
-    RerankCall,
-    RerankResult,
     Usage,
 )
 
@@ -306,7 +300,7 @@ class StatsLayer(ObservingLayer):
             self._counters.time_per_output_chunk.observe(per_chunk)
         self._ended(error, outcome.first_ns, outcome.usage)
 
-    async def _count(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         self._counters.started()
         error: BaseException | None = None
         usage: Usage | None = None
@@ -319,15 +313,3 @@ class StatsLayer(ObservingLayer):
             raise
         finally:
             self._ended(error, usage=usage)
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self._count(lambda: self.inner.embed(call), lambda result: result.usage)
-
-    async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self._count(lambda: self.inner.rerank(call))
-
-    async def verify_credential(self) -> str:
-        return await self._count(self.inner.verify_credential)
-
-    async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self._count(lambda: self.inner.moderate(call))

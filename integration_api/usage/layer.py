@@ -26,12 +26,6 @@ from integration_api.usage.record import CANCELLED, OK, UsageRecord
 from providers.base import ChatOutcome, ObservingLayer, Provider
 from providers.types import (
     ChatCall,
-    EmbeddingCall,
-    EmbeddingResult,
-    ModerationCall,
-    ModerationResult,
-    RerankCall,
-    RerankResult,
     Usage,
     UserMessage,
 )
@@ -109,7 +103,7 @@ class UsageLayer(ObservingLayer):
         reply = None if chat.texts is None else "".join(chat.texts)
         self._record(outcome, call.model, prompt, reply)
 
-    async def _unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
+    async def unary(self, operation: Callable[[], Awaitable[T]], usage_of: Callable[[T], Usage] | None = None) -> T:
         outcome = _Outcome()
         try:
             result = await operation()
@@ -122,18 +116,6 @@ class UsageLayer(ObservingLayer):
         outcome.succeeded()
         self._record(outcome)
         return result
-
-    async def embed(self, call: EmbeddingCall) -> EmbeddingResult:
-        return await self._unary(lambda: self.inner.embed(call), lambda result: result.usage)
-
-    async def rerank(self, call: RerankCall) -> RerankResult:
-        return await self._unary(lambda: self.inner.rerank(call))
-
-    async def verify_credential(self) -> str:
-        return await self._unary(self.inner.verify_credential)
-
-    async def moderate(self, call: ModerationCall) -> ModerationResult:
-        return await self._unary(lambda: self.inner.moderate(call))
 
     def _record(self, outcome: _Outcome, model: str = "", prompt: str | None = None, reply: str | None = None) -> None:
         context = self.context

@@ -34,7 +34,6 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from auth.principal import KeyScope, Principal
 
@@ -98,16 +97,7 @@ def scope_to_json(scope: KeyScope) -> str | None:
     """The stored form of a scope; None (SQL NULL) for an unrestricted one."""
     if scope.unrestricted:
         return None
-    value: dict[str, Any] = {
-        "providers": list(scope.providers),
-        "models": list(scope.models),
-        "credentials": list(scope.credentials),
-        "rpm": scope.rpm,
-        "tpm": scope.tpm,
-        "max_concurrent": scope.max_concurrent,
-        "max_streams": scope.max_streams,
-        "expires_at": scope.expires_at.isoformat() if scope.expires_at is not None else None,
-    }
+    value = scope.as_dict()
     return json.dumps({name: item for name, item in value.items() if item not in (None, [])}, sort_keys=True)
 
 

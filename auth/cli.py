@@ -165,20 +165,7 @@ def _record_json(record: ApiKeyRecord) -> dict[str, Any]:
         "project": record.project_id,
         "created_at": record.created_at.isoformat(),
         "revoked_at": record.revoked_at.isoformat() if record.revoked_at is not None else None,
-        "scope": _scope_json(record.scope),
-    }
-
-
-def _scope_json(scope: KeyScope) -> dict[str, Any]:
-    return {
-        "providers": list(scope.providers),
-        "models": list(scope.models),
-        "credentials": list(scope.credentials),
-        "rpm": scope.rpm,
-        "tpm": scope.tpm,
-        "max_concurrent": scope.max_concurrent,
-        "max_streams": scope.max_streams,
-        "expires_at": scope.expires_at.isoformat() if scope.expires_at is not None else None,
+        "scope": record.scope.as_dict(),
     }
 
 
@@ -350,7 +337,7 @@ def list_projects(
             {
                 "organization": r.organization_id,
                 "project": r.project_id,
-                "scope": _scope_json(r.scope),
+                "scope": r.scope.as_dict(),
                 "budgets": [{"period": b.period, "unit": b.unit, "limit": b.limit} for b in r.budgets],
             }
             for r in records

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 AuthMethod = Literal["api_key", "jwt", "client_cert", "anonymous"]  # client_cert: mTLS
 
@@ -57,6 +57,19 @@ class KeyScope:
 
     def allows_credential(self, name: str) -> bool:
         return _matches(self.credentials, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every restriction as plain JSON values (unset ones None or [])."""
+        return {
+            "providers": list(self.providers),
+            "models": list(self.models),
+            "credentials": list(self.credentials),
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrent": self.max_concurrent,
+            "max_streams": self.max_streams,
+            "expires_at": self.expires_at.isoformat() if self.expires_at is not None else None,
+        }
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at

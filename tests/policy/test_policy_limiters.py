@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from integration_api.policy.limits import (
@@ -100,3 +102,20 @@ async def test_the_longest_wait_is_reported(limiter: Limiter) -> None:
     await limiter.acquire([slow], "y", T0)
     refusal = await limiter.acquire([fast, slow], "z", T0)
     assert refusal is not None and refusal.rule == slow and refusal.retry_after_s == pytest.approx(60.0, abs=0.01)
+
+
+async def test_settlements_ending_together_each_count(limiter: Limiter) -> None:
+    # The Redis limiter settles the leases that end while a settlement is in flight in one script call: each of
+    # them must still release its slot and apply its own refund.
+    slots = ConcurrencyRule("k:conc", 30, "concurrency 30")
+
+    def tpm(cost: int) -> RateRule:
+        return RateRule("k:tpm", 3000, 60.0, cost, "tpm 3000")
+
+    for index in range(30):
+        assert await limiter.acquire([slots, tpm(100)], f"lease-{index}", T0) is None
+    assert await limiter.acquire([slots, tpm(1)], "one-too-many", T0) is not None
+    await asyncio.gather(*(limiter.settle([slots, tpm(100)], [0, -90], f"lease-{i}", T0) for i in range(30)))
+    # Every slot is free, and 30 x 90 tokens were refunded: 300 used of 3000, so 2,700 fit now and no more.
+    assert await admitted(limiter, [slots, tpm(90)], 31, T0) == 30
+    assert await limiter.acquire([tpm(1)], "after", T0) is not None

@@ -1,7 +1,8 @@
 """The processes under test: start one, wait until it answers, read its CPU time and memory, stop it by PID.
 
 CPU time and RSS come from /proc (psutil is used when installed): utime + stime of the process and of every
-descendant (a server that forks workers is measured whole); RSS is VmRSS of the process itself.
+descendant (a server that forks workers is measured whole); RSS is VmRSS of the process itself. The machine's
+busy and stolen seconds come from /proc/stat, to tell other work on the machine and a noisy VM host apart.
 """
 
 from __future__ import annotations
@@ -49,14 +50,32 @@ def cpu_seconds(pid: int) -> float:
     return sum(_proc_cpu(member) for member in _tree(pid))
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (all CPUs, /proc/stat), to see what else was running."""
+def _machine_ticks() -> list[int]:
+    """The `cpu` line of /proc/stat: user nice system idle iowait irq softirq steal ... (clock ticks, all CPUs)."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
+        return []
+    return fields + [0] * (8 - len(fields))
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all CPUs, /proc/stat), to see what else was running.
+
+    Steal is left out: it is time the hypervisor gave to other guests, not work done here (see `steal_seconds`).
+    """
+    fields = _machine_ticks()
+    if not fields:
         return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / _TICKS  # user nice system idle iowait irq softirq steal
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / _TICKS
+
+
+def steal_seconds() -> float:
+    """CPU seconds stolen from this machine (all CPUs): time its virtual CPUs were ready to run while the
+    hypervisor ran another guest (field 8 of /proc/stat's `cpu` line; 0 on bare metal)."""
+    fields = _machine_ticks()
+    return fields[7] / _TICKS if fields else 0.0
 
 
 def rss_kb(pid: int) -> int:

@@ -2,7 +2,8 @@
 
 Every measurement runs its load generators in separate processes (`run_processes`) in one window after a
 warm-up, and reads the CPU time of the server under test (and of the upstream emulator) at the window's start
-and end, so CPU per request covers exactly the requests counted.
+and end, so CPU per request covers exactly the requests counted; the machine's busy and stolen CPU over the same
+window tell whether other processes or other guests of the VM host were competing with it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench import observability, peers, policy, routing, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
-from bench.procs import ServerProcess, free_port, machine_busy_seconds
+from bench.procs import ServerProcess, free_port, machine_busy_seconds, steal_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
 from bench.ws_load import WebSocketStreamChatLoad
 from integration_api.loadtest import GrpcLoad, LoadConfig, LoadJob, run_processes
@@ -302,6 +303,7 @@ def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> d
     def on_mark(name: str) -> None:
         marks[name] = {role: s.cpu_seconds() for role, s in servers.items() if s is not None}
         marks[name]["machine"] = machine_busy_seconds()
+        marks[name]["steal"] = steal_seconds()
 
     stats = run_processes(setup.jobs(streams, processes), timing.warmup_s, timing.duration_s, on_mark=on_mark)
     for server in servers.values():
@@ -329,6 +331,10 @@ def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> d
         # CPU the machine spent on anything but this measurement: other work skews the figures.
         other = end["machine"] - start["machine"] - accounted
         row["other_cpu_percent"] = max(0.0, 100 * other / summary["elapsed_s"])
+    if "steal" in start and "steal" in end:
+        # CPU the hypervisor gave to other guests while this VM's CPUs were ready to run: a noisy host, not this
+        # machine's work, and it lowers every figure of the window.
+        row["steal_cpu_percent"] = max(0.0, 100 * (end["steal"] - start["steal"]) / summary["elapsed_s"])
     return row
 
 

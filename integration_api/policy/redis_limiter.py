@@ -23,15 +23,15 @@ every `RETRY_INTERVAL_S`, so an outage does not add a connection timeout to ever
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from integration_api.batching import Batcher
 from integration_api.errors import Unavailable
 from integration_api.policy.limits import (
     CONCURRENCY_RETRY_AFTER_S,
@@ -153,17 +153,7 @@ def _cost(rule: Rule) -> int:
     return 0 if isinstance(rule, ConcurrencyRule) else rule.cost
 
 
-class _SettleBatch:
-    """Settlements waiting for one script call: every lease settled while the previous call was in flight (or in
-    the same event-loop turn) goes in the next one."""
-
-    __slots__ = ("done", "keys", "leases", "now")
-
-    def __init__(self) -> None:
-        self.now = 0.0  # the latest settler's clock: one time for the whole call
-        self.keys: list[str] = []
-        self.leases: list[str] = []
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+_Settlement: TypeAlias = tuple[list[str], str, float]  # (the rules' keys, "lease words...", now)
 
 
 class RedisLimiter:
@@ -182,8 +172,7 @@ class RedisLimiter:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._settle = self._redis.register_script(_SETTLE)
         self._head = f"{LEASE_TTL_S * 1000.0!r} {CONCURRENCY_RETRY_AFTER_S * 1000.0!r} {QUOTA_KEEP_MS}"
-        self._pending: _SettleBatch | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._settlements: Batcher[_Settlement, None] = Batcher(self._settle_many)
 
     async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
         prefix = self._prefix
@@ -196,40 +185,18 @@ class RedisLimiter:
 
     async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
         """Settle in the next batch; returns (or raises the batch's `RedisError`) once that batch is written."""
-        batch = self._pending
-        if batch is None:
-            batch = self._pending = _SettleBatch()
-            if self._flusher is None:
-                self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        batch.now = max(batch.now, now)
         prefix = self._prefix
-        batch.keys.extend([prefix + rule.key for rule in rules])
         words = " ".join([_rule_words(rule, delta) for rule, delta in zip(rules, deltas, strict=True)])
-        batch.leases.append(f"{lease} {words}")
-        await asyncio.shield(batch.done)
+        await self._settlements.submit(([prefix + rule.key for rule in rules], f"{lease} {words}", now))
 
-    async def _flush(self) -> None:
-        """Write batches until none is waiting (a batch fills while the previous one is in flight)."""
-        batch: _SettleBatch | None = None
-        try:
-            while (batch := self._pending) is not None:
-                self._pending = None
-                try:
-                    await self._settle(keys=batch.keys, args=[f"{batch.now * 1000.0!r} {QUOTA_KEEP_MS}", *batch.leases])
-                except RedisError as error:
-                    batch.done.set_exception(error)
-                    batch.done.exception()  # retrieved: a batch whose settlers were all cancelled logs nothing
-                else:
-                    batch.done.set_result(None)
-        finally:
-            self._flusher = None
-            for waiting in (batch, self._pending):  # cancelled (the loop is closing): nobody waits forever
-                if waiting is not None and not waiting.done.done():
-                    waiting.done.cancel()
+    async def _settle_many(self, settlements: Sequence[_Settlement]) -> list[None]:
+        keys = [key for rule_keys, _, _ in settlements for key in rule_keys]
+        now = max(now for _, _, now in settlements)  # one clock for the call: the latest settler's
+        await self._settle(keys=keys, args=[f"{now * 1000.0!r} {QUOTA_KEEP_MS}", *(s[1] for s in settlements)])
+        return [None] * len(settlements)
 
     async def aclose(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._settlements.aclose()
         await self._redis.aclose()
 
 

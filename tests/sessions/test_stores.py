@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,6 +59,26 @@ async def test_replace_is_compare_and_set_on_the_revision(store: SessionStore) -
     stale = dataclasses.replace(session(), messages=(UserMessage("lost"),), revision=1, last_used_at=NOW + 2)
     assert not await store.replace(stale, 0, NOW + 2)  # read at revision 0, but the store is at 1 now
     assert await store.get(ME, "s1", NOW + 2) == turn
+
+
+async def test_turns_ending_together_each_get_their_own_compare_and_set(store: SessionStore) -> None:
+    # The SQLite store writes the turns that end while it is busy in one transaction: each must still be checked
+    # on its own revision and answered on its own.
+    ids = [f"s{index}" for index in range(12)]
+    for session_id in ids:
+        await store.create(session(session_id), NOW)
+
+    def turn(session_id: str, text: str) -> Session:
+        return dataclasses.replace(session(session_id), messages=(UserMessage(text),), revision=1, last_used_at=NOW + 1)
+
+    writes = [store.replace(turn(session_id, f"{session_id} one"), 0, NOW + 1) for session_id in ids]
+    # Rivals read at the same revision as a turn before them: s0's is written first and alone, s5's in the same
+    # batch as the rival.
+    writes += [store.replace(turn(rival, f"{rival} rival"), 0, NOW + 1) for rival in ("s0", "s5")]
+    answers = await asyncio.gather(*writes)
+    assert answers == [True] * 12 + [False, False]
+    for session_id in ids:
+        assert await store.get(ME, session_id, NOW + 1) == turn(session_id, f"{session_id} one")
 
 
 async def test_a_session_unused_for_the_ttl_is_gone(store: SessionStore) -> None:

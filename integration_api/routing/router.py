@@ -189,8 +189,11 @@ class _Attempt:
     async def first(self, timeout_s: float | None) -> ChatEvent:
         """The target's first event, within `timeout_s`; a failure is settled with the breaker before it is raised."""
         try:
-            async with asyncio.timeout(timeout_s):
+            if timeout_s is None:
                 event = await anext(self.events)
+            else:
+                async with asyncio.timeout(timeout_s):
+                    event = await anext(self.events)
         except TimeoutError as exc:
             late = DeadlineExceeded(f"route target {self.target.label} sent nothing within {timeout_s:g} s")
             self.failed(late)
@@ -333,7 +336,8 @@ class RouteProvider(Provider):
             try:
                 yield self._served(attempt, first)
                 async for event in attempt.events:
-                    yield self._served(attempt, event)
+                    # Only the last event changes (ChatFinished names the target): the deltas pass as they are.
+                    yield event if type(event) is not ChatFinished else self._served(attempt, event)
             except GatewayError as error:
                 attempt.failed(error)
                 raise

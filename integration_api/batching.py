@@ -10,7 +10,8 @@ written at once, so one request at a time sees no added latency, and at load a w
     answer = await batcher.submit(item)    # raises what write_many raised, to every caller of that batch
 
 Each caller awaits its batch's answer shielded: a caller cancelled meanwhile does not cancel the write (the
-others still want it), and an item once submitted is written.
+others still want it), and an item once submitted is written; its answer then goes to the caller's `abandoned`
+callback, if it gave one.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class Batcher(Generic[Item, Answer]):
         self._writer: asyncio.Task[None] | None = None
         self.writes = 0  # calls of write_many so far (tests; a metric could read it)
 
-    async def submit(self, item: Item) -> Answer:
+    async def submit(self, item: Item, abandoned: Callable[[Answer], object] | None = None) -> Answer:
+        """`item`'s answer. A caller cancelled before it came may pass `abandoned`: it gets the answer instead
+        (to undo what the write did for nobody, e.g. release a slot acquired for a request that went away)."""
         batch = self._pending
         if batch is None:
             batch = self._pending = _Batch()
@@ -48,7 +51,18 @@ class Batcher(Generic[Item, Answer]):
                 self._writer = asyncio.get_running_loop().create_task(self._write())
         position = len(batch.items)
         batch.items.append(item)
-        answers = await asyncio.shield(batch.done)
+        try:
+            answers = await asyncio.shield(batch.done)
+        except asyncio.CancelledError:
+            if abandoned is not None and not batch.done.done():
+                batch.done.add_done_callback(
+                    lambda done: (
+                        abandoned(done.result()[position])
+                        if not done.cancelled() and done.exception() is None
+                        else None
+                    )
+                )
+            raise
         return answers[position]
 
     async def _write(self) -> None:

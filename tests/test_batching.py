@@ -79,3 +79,18 @@ async def test_a_cancelled_caller_does_not_cancel_the_write() -> None:
     assert await stayer == 20
     assert quitter.cancelled() and store.calls == [[1, 2]]  # 1 was written all the same
     await batcher.aclose()
+
+
+async def test_the_answer_of_a_cancelled_caller_goes_to_its_abandoned_callback() -> None:
+    store = GatedStore()
+    batcher = Batcher(store.write_many)
+    seen: list[int] = []
+    quitter = asyncio.ensure_future(batcher.submit(7, seen.append))
+    await wait_for_calls(store, 1)
+    quitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    assert seen == []  # not written yet
+    store.gate.set()
+    await batcher.aclose()
+    assert seen == [70]

@@ -23,6 +23,7 @@ every `RETRY_INTERVAL_S`, so an outage does not add a connection timeout to ever
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -56,51 +57,66 @@ FailMode = Literal["open", "closed"]
 # of a command in Python, and one argument per number made packing the command most of a request's client CPU
 # (36 arguments: ~190 µs of 395; measured 2026-12-01, see `RedisLimiter`).
 #
-# KEYS: one per rule. ARGV[1]: "now lease lease-TTL full-concurrency-retry-after quota-keep" (ms, but the lease);
-# ARGV[2]: four words per rule: kind (r, c, q), limit, cost, parameter (r: period in ms; q: window end in ms).
-# Returns {0, ''} when admitted, else {the refusing rule's index (1-based), its wait in ms as text}.
+# Acquires for a batch of requests, each all or nothing, in order. KEYS: every rule of every request, in order.
+# ARGV[1]: "now lease-TTL full-concurrency-retry-after quota-keep" (ms); then one argument per request: its lease
+# id, then four words per rule: kind (r, c, q), limit, cost, parameter (r: period in ms; q: window end in ms).
+# Returns two items per request: 0 and '' when admitted, else the refusing rule's index (1-based, in that
+# request's rules) and its wait in ms as text.
 _ACQUIRE = """
-local head, spec = {}, {}
+local head = {}
 for word in string.gmatch(ARGV[1], '%S+') do head[#head + 1] = word end
-for word in string.gmatch(ARGV[2], '%S+') do spec[#spec + 1] = word end
-local now, lease, ttl = tonumber(head[1]), head[2], tonumber(head[3])
-local full_wait, keep = tonumber(head[4]), tonumber(head[5])
-local worst, worst_wait = 0, 0
-local tats = {}
-for i = 1, #KEYS do
-  local at = (i - 1) * 4
-  local kind, limit, cost, param = spec[at + 1], tonumber(spec[at + 2]), tonumber(spec[at + 3]), tonumber(spec[at + 4])
-  local wait = 0
-  if kind == 'r' then
-    local stored = redis.call('GET', KEYS[i])
-    local tat = stored and tonumber(stored) or now
-    if tat < now then tat = now end
-    tats[i] = tat + cost * param / limit
-    wait = tats[i] - param - now
-  elseif kind == 'c' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    if redis.call('ZCARD', KEYS[i]) >= limit then wait = full_wait end
-  else
-    local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if spent >= limit then wait = param - now end
+local now, ttl, full_wait, keep = tonumber(head[1]), tonumber(head[2]), tonumber(head[3]), tonumber(head[4])
+local out = {}
+local k = 0
+for a = 2, #ARGV do
+  local spec = {}
+  for word in string.gmatch(ARGV[a], '%S+') do spec[#spec + 1] = word end
+  local lease, rules = spec[1], (#spec - 1) / 4
+  local worst, worst_wait = 0, 0
+  local tats = {}
+  for i = 1, rules do
+    local key, at = KEYS[k + i], 1 + (i - 1) * 4
+    local kind, limit = spec[at + 1], tonumber(spec[at + 2])
+    local cost, param = tonumber(spec[at + 3]), tonumber(spec[at + 4])
+    local wait = 0
+    if kind == 'r' then
+      local stored = redis.call('GET', key)
+      local tat = stored and tonumber(stored) or now
+      if tat < now then tat = now end
+      tats[i] = tat + cost * param / limit
+      wait = tats[i] - param - now
+    elseif kind == 'c' then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      if redis.call('ZCARD', key) >= limit then wait = full_wait end
+    else
+      local spent = tonumber(redis.call('GET', key) or '0')
+      if spent >= limit then wait = param - now end
+    end
+    if wait > 0 and wait > worst_wait then worst, worst_wait = i, wait end
   end
-  if wait > 0 and wait > worst_wait then worst, worst_wait = i, wait end
-end
-if worst > 0 then return {worst, tostring(worst_wait)} end
-for i = 1, #KEYS do
-  local at = (i - 1) * 4
-  local kind, cost, param = spec[at + 1], tonumber(spec[at + 3]), tonumber(spec[at + 4])
-  if kind == 'r' then
-    redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil(tats[i] - now) + 1)
-  elseif kind == 'c' then
-    redis.call('ZADD', KEYS[i], now + ttl, lease)
-    redis.call('PEXPIRE', KEYS[i], ttl)
+  if worst == 0 then
+    for i = 1, rules do
+      local key, at = KEYS[k + i], 1 + (i - 1) * 4
+      local kind, cost, param = spec[at + 1], tonumber(spec[at + 3]), tonumber(spec[at + 4])
+      if kind == 'r' then
+        redis.call('SET', key, tostring(tats[i]), 'PX', math.ceil(tats[i] - now) + 1)
+      elseif kind == 'c' then
+        redis.call('ZADD', key, now + ttl, lease)
+        redis.call('PEXPIRE', key, ttl)
+      else
+        redis.call('INCRBY', key, cost)
+        redis.call('PEXPIRE', key, math.ceil(param - now) + keep)
+      end
+    end
+    out[#out + 1] = 0
+    out[#out + 1] = ''
   else
-    redis.call('INCRBY', KEYS[i], cost)
-    redis.call('PEXPIRE', KEYS[i], math.ceil(param - now) + keep)
+    out[#out + 1] = worst
+    out[#out + 1] = tostring(worst_wait)
   end
+  k = k + rules
 end
-return {0, ''}
+return out
 """
 
 # Settles a batch of leases. KEYS: every rule of every lease, in order. ARGV[1]: "now quota-keep" (ms); then one
@@ -153,15 +169,22 @@ def _cost(rule: Rule) -> int:
     return 0 if isinstance(rule, ConcurrencyRule) else rule.cost
 
 
-_Settlement: TypeAlias = tuple[list[str], str, float]  # (the rules' keys, "lease words...", now)
+def _refunds(rules: Sequence[Rule]) -> list[int]:
+    """The deltas that settle a lease as if it never ran: every reservation given back."""
+    return [-_cost(rule) for rule in rules]
+
+
+_Batched: TypeAlias = tuple[list[str], str, float]  # one request's (rule keys, "lease words...", now) in a batch
 
 
 class RedisLimiter:
     """`Limiter` over one Redis; raises `RedisError` when Redis fails (`FailoverLimiter` decides what then).
 
-    An acquisition is one script call on the request's path. Settlements are off it (`Policy.settle`) and go in
-    batches: one script call settles every lease that ended while the previous call was in flight, so at load a
-    request costs about one round trip instead of two (measured with ``make bench``'s row (pr)).
+    Calls go in batches (``integration_api.batching``): one script call acquires for every request that arrived
+    while the previous acquisition call was in flight, and one settles every lease that ended while the previous
+    settlement was (settlements are off the request's path: `Policy.settle`). A lone request is sent at once;
+    at load a request costs a share of two round trips instead of two whole ones. A request cancelled while its
+    acquisition is in flight has what it was granted given back when the answer comes.
     """
 
     def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
@@ -171,17 +194,37 @@ class RedisLimiter:
         )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._settle = self._redis.register_script(_SETTLE)
-        self._head = f"{LEASE_TTL_S * 1000.0!r} {CONCURRENCY_RETRY_AFTER_S * 1000.0!r} {QUOTA_KEEP_MS}"
-        self._settlements: Batcher[_Settlement, None] = Batcher(self._settle_many)
+        self._head = f"{LEASE_TTL_S * 1000.0!r} {CONCURRENCY_RETRY_AFTER_S * 1000.0!r} {QUOTA_KEEP_MS}"  # after now
+        self._acquisitions: Batcher[_Batched, tuple[int, bytes]] = Batcher(self._acquire_many)
+        self._settlements: Batcher[_Batched, None] = Batcher(self._settle_many)
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
+        """Acquire in the next batch (at once when none is in flight)."""
+        words = " ".join([_rule_words(rule, _cost(rule)) for rule in rules])
         prefix = self._prefix
-        head = f"{now * 1000.0!r} {lease} {self._head}"
-        spec = " ".join([_rule_words(rule, _cost(rule)) for rule in rules])
-        index, wait_ms = await self._acquire(keys=[prefix + rule.key for rule in rules], args=[head, spec])
-        if int(index) == 0:
+        item = ([prefix + rule.key for rule in rules], f"{lease} {words}", now)
+
+        def abandoned(answer: tuple[int, bytes]) -> None:  # admitted for a request that went away: undo it
+            if answer[0] == 0:
+                self._releases.add(task := asyncio.ensure_future(self.settle(rules, _refunds(rules), lease, now)))
+                task.add_done_callback(self._released)
+
+        index, wait_ms = await self._acquisitions.submit(item, abandoned)
+        if index == 0:
             return None
-        return Refusal(rules[int(index) - 1], float(wait_ms) / 1000.0)
+        return Refusal(rules[index - 1], float(wait_ms) / 1000.0)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("releasing the limits of a cancelled request failed: %r", task.exception())
+
+    async def _acquire_many(self, requests: Sequence[_Batched]) -> list[tuple[int, bytes]]:
+        keys = [key for rule_keys, _, _ in requests for key in rule_keys]
+        now = max(now for _, _, now in requests)  # one clock for the call: the latest caller's
+        flat = await self._acquire(keys=keys, args=[f"{now * 1000.0!r} {self._head}", *(r[1] for r in requests)])
+        return [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
 
     async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
         """Settle in the next batch; returns (or raises the batch's `RedisError`) once that batch is written."""
@@ -189,13 +232,16 @@ class RedisLimiter:
         words = " ".join([_rule_words(rule, delta) for rule, delta in zip(rules, deltas, strict=True)])
         await self._settlements.submit(([prefix + rule.key for rule in rules], f"{lease} {words}", now))
 
-    async def _settle_many(self, settlements: Sequence[_Settlement]) -> list[None]:
+    async def _settle_many(self, settlements: Sequence[_Batched]) -> list[None]:
         keys = [key for rule_keys, _, _ in settlements for key in rule_keys]
         now = max(now for _, _, now in settlements)  # one clock for the call: the latest settler's
         await self._settle(keys=keys, args=[f"{now * 1000.0!r} {QUOTA_KEEP_MS}", *(s[1] for s in settlements)])
         return [None] * len(settlements)
 
     async def aclose(self) -> None:
+        await self._acquisitions.aclose()
+        while self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
         await self._settlements.aclose()
         await self._redis.aclose()
 

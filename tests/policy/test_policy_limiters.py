@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
@@ -14,6 +15,7 @@ from integration_api.policy.limits import (
     QuotaRule,
     RateRule,
 )
+from integration_api.policy.redis_limiter import RedisLimiter
 
 T0 = 1_800_000_000.0  # a fixed wall-clock instant (2027): nothing here waits for real time
 
@@ -119,3 +121,33 @@ async def test_settlements_ending_together_each_count(limiter: Limiter) -> None:
     # Every slot is free, and 30 x 90 tokens were refunded: 300 used of 3000, so 2,700 fit now and no more.
     assert await admitted(limiter, [slots, tpm(90)], 31, T0) == 30
     assert await limiter.acquire([tpm(1)], "after", T0) is not None
+
+
+async def test_requests_acquiring_together_are_each_all_or_nothing(limiter: Limiter) -> None:
+    # The Redis limiter acquires for the requests that arrive during an acquisition in one script call.
+    key, project = rpm(10, "k:rpm"), rpm(3, "p:rpm")
+    answers = await asyncio.gather(*(limiter.acquire([key, project], f"lease-{i}", T0) for i in range(6)))
+    assert sum(answer is None for answer in answers) == 3
+    refused = [answer for answer in answers if answer is not None]
+    assert all(answer.rule == project for answer in refused)
+    assert await admitted(limiter, [key], 20, T0) == 7  # the three refused used none of the key's allowance
+
+
+async def test_a_request_cancelled_while_acquiring_gives_back_what_it_got(redis_server: str) -> None:
+    prefix = f"test:{secrets.token_hex(4)}:"
+    slots = ConcurrencyRule("k:conc", 2, "concurrency 2")
+    limiter = RedisLimiter(redis_server, prefix=prefix)
+    first = asyncio.ensure_future(limiter.acquire([slots], "a", T0))
+    second = asyncio.ensure_future(limiter.acquire([slots], "b", T0))
+    await asyncio.sleep(0)  # both have been submitted
+    second.cancel()
+    assert await first is None
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await limiter.aclose()  # waits for b's acquisition and for the release of what it was granted
+    again = RedisLimiter(redis_server, prefix=prefix)
+    try:
+        assert await again.acquire([slots], "c", T0) is None  # a holds one slot; b none
+        assert await again.acquire([slots], "d", T0) is not None
+    finally:
+        await again.aclose()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import logging
 import math
 import secrets
@@ -111,7 +112,13 @@ class Estimate:
 
 def _window(period: Literal["day", "month"], now: float) -> tuple[str, float]:
     """(the id of the UTC calendar period holding `now`, when it ends)."""
-    moment = datetime.fromtimestamp(now, UTC)
+    return _window_of_day(period, int(now // 86_400))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_of_day(period: Literal["day", "month"], day: int) -> tuple[str, float]:
+    """`_window` for a UTC day (days since the epoch): the same for every request of that day, so computed once."""
+    moment = datetime.fromtimestamp(day * 86_400.0, UTC)
     if period == "day":
         start = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
         return start.strftime("%Y-%m-%d"), start.timestamp() + 86_400.0
@@ -229,7 +236,7 @@ class Policy:
         else:
             limit, cost = round(budget.limit * NANO_USD), self.prices.cost_nano_usd(provider, model, usage)
         key = f"b:{owner}:{budget.period}:{period_id}:{budget.unit}"
-        rules.append(QuotaRule(key, limit, cost, resets_at, f"{project_name} {budget.name} ({budget.describe()})"))
+        rules.append(QuotaRule(key, limit, cost, resets_at, _budget_name(project_name, budget)))
         units.append(budget.unit)
 
     def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease_id: str) -> None:
@@ -259,19 +266,43 @@ class Policy:
         await self.limiter.aclose()
 
 
+@functools.lru_cache(maxsize=1024)
+def _budget_name(project_name: str, budget: Budget) -> str:
+    return f"{project_name} {budget.name} ({budget.describe()})"
+
+
+@dataclass(frozen=True, slots=True)
+class _ScopeRules:
+    """The rules of one scope that are the same for every request (all but the tokens rule's cost)."""
+
+    rpm: RateRule | None
+    tpm: RateRule | None  # cost 0: each request's is its estimate
+    concurrent: ConcurrencyRule | None
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_rules(scope: KeyScope, key: str, name: str) -> _ScopeRules:
+    rpm, tpm, limit = scope.rpm, scope.tpm, scope.max_concurrent
+    return _ScopeRules(
+        None if rpm is None else RateRule(f"{key}:rpm", rpm, MINUTE_S, 1, f"{name} requests per minute ({rpm})"),
+        None if tpm is None else RateRule(f"{key}:tpm", tpm, MINUTE_S, 0, f"{name} tokens per minute ({tpm})"),
+        None if limit is None else ConcurrencyRule(f"{key}:conc", limit, f"{name} concurrent requests ({limit})"),
+    )
+
+
 def _limits(scope: KeyScope, key: str, name: str, estimate: Estimate, rules: list[Rule], units: list[Unit]) -> None:
-    if scope.rpm is not None:
-        rules.append(RateRule(f"{key}:rpm", scope.rpm, MINUTE_S, 1, f"{name} requests per minute ({scope.rpm})"))
+    static = _scope_rules(scope, key, name)
+    if static.rpm is not None:
+        rules.append(static.rpm)
         units.append("requests")
-    if scope.tpm is not None:
+    if static.tpm is not None:
         # A reservation above the whole minute's allowance could never be admitted: reserve at most that much
         # (the settlement charges the rest, delaying the next requests).
-        cost = min(estimate.tokens, scope.tpm)
-        rules.append(RateRule(f"{key}:tpm", scope.tpm, MINUTE_S, cost, f"{name} tokens per minute ({scope.tpm})"))
+        tpm = static.tpm
+        rules.append(RateRule(tpm.key, tpm.limit, tpm.period_s, min(estimate.tokens, tpm.limit), tpm.name))
         units.append("tokens")
-    if scope.max_concurrent is not None:
-        limit = scope.max_concurrent
-        rules.append(ConcurrencyRule(f"{key}:conc", limit, f"{name} concurrent requests ({limit})"))
+    if static.concurrent is not None:
+        rules.append(static.concurrent)
         units.append("slots")
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.memory import measure_idle_memory
 from bench.report import Row, evaluate_rounds, machine, markdown, median_rows
-from bench.scenarios import REPLY, SCENARIOS, WORDS, Context, Timing, run_scenario
+from bench.scenarios import REPLY, SCENARIOS, WORDS, Context, Timing, run_round
 from bench.servers import start_echo, start_gateway
 from integration_api.loadtest import LoadConfig
 
@@ -152,7 +152,8 @@ def _merge_notes(per_round: list[list[str]]) -> list[str]:
 
 
 def _run_rounds(ctx: Context, keys: list[str], count: int) -> list[list[Row]]:
-    """Every scenario of `keys` in order, `count` times; each row carries its `round` (from 1)."""
+    """Every scenario of `keys`, `count` times (``scenarios.run_round``: all of a round's servers up at once, each
+    level measured scenario after scenario); each row carries its `round` (from 1)."""
     rounds: list[list[Row]] = []
     per_round_notes: list[list[str]] = []
     before = list(ctx.notes)
@@ -160,9 +161,7 @@ def _run_rounds(ctx: Context, keys: list[str], count: int) -> list[list[Row]]:
         if count > 1:
             _log(f"round {number} of {count}")
         ctx.notes.clear()
-        rows: list[Row] = []
-        for key in keys:
-            rows += run_scenario(SCENARIOS[key], ctx, _log)
+        rows = run_round([SCENARIOS[key] for key in keys], ctx, _log)
         for row in rows:
             row["round"] = number
         rounds.append(rows)

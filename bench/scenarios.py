@@ -338,18 +338,37 @@ def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> d
     return row
 
 
-def run_scenario(scenario: Scenario, ctx: Context, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Start the scenario's servers, measure each level, stop them; a failing scenario becomes a note."""
+def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every scenario's servers started at once, then each level measured scenario after scenario (every level-1
+    row, then every level-50 row), then every server stopped.
+
+    So the two rows of a ratio are measured one or a few windows apart, not a whole pass of the scenarios apart:
+    on a shared VM, CPU stolen by other guests comes in bursts of tens of seconds, and a ratio of two windows
+    minutes apart measures the bursts. Idle servers cost next to nothing meanwhile (the "other CPU %" column shows
+    it). A scenario that fails becomes a note.
+    """
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
-        try:
-            setup = scenario.setup(ctx, stack)
-            if setup is None:
-                return rows
-            for streams in scenario.levels:
+        ready: list[tuple[Scenario, Setup]] = []
+        for scenario in scenarios:
+            try:
+                setup = scenario.setup(ctx, stack)
+            except (RuntimeError, TimeoutError, OSError) as exc:
+                ctx.notes.append(f"({scenario.key}) failed: {exc}")
+                log(f"({scenario.key}) failed: {exc}")
+                continue
+            if setup is not None:
+                ready.append((scenario, setup))
+        failed: set[str] = set()
+        for streams in sorted({level for scenario, _ in ready for level in scenario.levels}):
+            for scenario, setup in ready:
+                if streams not in scenario.levels or scenario.key in failed:
+                    continue
                 log(f"({scenario.key}) {scenario.title}: {streams} stream(s)")
-                rows.append(measure(scenario, setup, streams, ctx.timing))
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            ctx.notes.append(f"({scenario.key}) failed: {exc}")
-            log(f"({scenario.key}) failed: {exc}")
+                try:
+                    rows.append(measure(scenario, setup, streams, ctx.timing))
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    failed.add(scenario.key)
+                    ctx.notes.append(f"({scenario.key}) failed: {exc}")
+                    log(f"({scenario.key}) failed: {exc}")
     return rows

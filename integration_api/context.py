@@ -113,6 +113,13 @@ class RequestContext:
     def deadline(self) -> float | None:
         return self.stream.deadline
 
+    def for_provider(self, provider: str, model: str) -> RequestContext:
+        """This request as it reaches another provider (a route's target): the same ids, times and stats."""
+        return RequestContext(
+            self.stream, self.rpc, provider, self.request_id, model, self.started_at, self.started_ns,
+            self.session_id, self.stats,
+        )  # fmt: skip
+
     def time_remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None without one."""
         return None if self.stream.deadline is None else self.stream.deadline - time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,3 +246,12 @@ async def test_observing_layers_share_one_pass_and_see_refusals_inside_them(tmp_
     await anext(stream)
     await stream.aclose()  # the consumer stops reading: the observer sees it
     assert log == ["opened early", "closed early GeneratorExit chunks=1 usage=False"]
+
+
+def test_a_context_for_another_provider_keeps_every_other_field() -> None:
+    context = _context()
+    routed = context.for_provider("openai", "gpt-4o-mini")
+    assert (routed.provider, routed.model) == ("openai", "gpt-4o-mini")
+    for name in (f.name for f in dataclasses.fields(RequestContext)):
+        if name not in ("provider", "model"):
+            assert getattr(routed, name) is getattr(context, name), name  # a new field must be passed on too

@@ -326,7 +326,8 @@ class RouteProvider(Provider):
         if self._env.context is None:
             raise Internal("a route serves requests only")
         route = self._route
-        route.budget.request()
+        if route.config.hedge_after_ms is not None:
+            route.budget.request()  # the hedge budget counts a hedging route's requests
         candidates = deque(plan(route.targets, route.config.balance, self._router.rng))
         outcome = _Outcome(route, self._router.record_attempt, self._env.context)
         timeout_s = route.config.first_token_timeout_ms / 1000.0 if route.config.first_token_timeout_ms else None

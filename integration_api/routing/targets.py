@@ -80,6 +80,8 @@ def make_targets(route: str, targets: Sequence[RouteTarget]) -> list[Target]:
 
 def plan(targets: Sequence[Target], balance: Balance, rng: random.Random) -> list[Target]:
     """The order one request tries `targets` in (see the module docstring)."""
+    if len(targets) == 1:
+        return list(targets)
     ordered: list[Target] = []
     for _rank, group in groupby(sorted(targets, key=lambda t: (t.rank, t.index)), key=lambda t: t.rank):
         members = list(group)
@@ -132,7 +134,7 @@ class TargetBuilder:
     def build(self, target: Target, request_credential: CredentialValue, env: ProviderEnv) -> Built:
         config = target.config
         assert env.context is not None  # a route is only ever built for a request (`RouteProvider` checks)
-        context = dataclasses.replace(env.context, provider=config.provider, model=config.model or env.context.model)
+        context = env.context.for_provider(config.provider, config.model or env.context.model)
         trusted: str | None = None
         credential: CredentialValue
         if config.credential is not None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeAlias
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
@@ -51,27 +51,61 @@ DEFAULT_PREFIX = "integration_api:"
 RETRY_INTERVAL_S = 1.0
 SOCKET_TIMEOUT_S = 0.5
 QUOTA_KEEP_MS = 86_400_000
+SETTLE_DELAY_S = 0.02  # the longest a settlement waits for an acquisition to ride with
 FailMode = Literal["open", "closed"]
 
 # Arguments are packed into a few space-separated strings, parsed by the script: redis-py encodes every argument
 # of a command in Python, and one argument per number made packing the command most of a request's client CPU
 # (36 arguments: ~190 µs of 395; measured 2026-12-01, see `RedisLimiter`).
 #
-# Acquires for a batch of requests, each all or nothing, in order. KEYS: every rule of every request, in order.
-# ARGV[1]: "now lease-TTL full-concurrency-retry-after quota-keep" (ms); then one argument per request: its lease
-# id, then four words per rule: kind (r, c, q), limit, cost, parameter (r: period in ms; q: window end in ms).
-# Returns two items per request: 0 and '' when admitted, else the refusing rule's index (1-based, in that
-# request's rules) and its wait in ms as text.
-_ACQUIRE = """
+# One call: first the settlements waiting for it, then the acquisitions, each all or nothing, in order.
+# KEYS: every rule of every settlement, then of every acquisition, in order. ARGV[1]: "now lease-TTL
+# full-concurrency-retry-after quota-keep settlements" (times in ms; settlements: how many of the arguments after
+# this one are settlements); then one argument per settlement, then one per acquisition: the lease id, then four
+# words per rule: kind (r, c, q), limit, delta (settlements) or cost (acquisitions), parameter (r: period in ms;
+# q: window end in ms). Returns two items per acquisition: 0 and '' when admitted, else the refusing rule's index
+# (1-based, in that request's rules) and its wait in ms as text.
+_CALL = """
 local head = {}
 for word in string.gmatch(ARGV[1], '%S+') do head[#head + 1] = word end
 local now, ttl, full_wait, keep = tonumber(head[1]), tonumber(head[2]), tonumber(head[3]), tonumber(head[4])
-local out = {}
+local settlements = tonumber(head[5])
 local k = 0
-for a = 2, #ARGV do
+local function words(a)
   local spec = {}
   for word in string.gmatch(ARGV[a], '%S+') do spec[#spec + 1] = word end
-  local lease, rules = spec[1], (#spec - 1) / 4
+  return spec, (#spec - 1) / 4
+end
+for a = 2, 1 + settlements do
+  local spec, rules = words(a)
+  local lease = spec[1]
+  for i = 1, rules do
+    local key, at = KEYS[k + i], 1 + (i - 1) * 4
+    local kind, limit = spec[at + 1], tonumber(spec[at + 2])
+    local delta, param = tonumber(spec[at + 3]), tonumber(spec[at + 4])
+    if kind == 'c' then
+      redis.call('ZREM', key, lease)
+    elseif delta ~= 0 and kind == 'r' then
+      local stored = redis.call('GET', key)
+      local tat = stored and tonumber(stored) or now
+      if tat < now then tat = now end
+      tat = tat + delta * param / limit
+      if tat > now then
+        redis.call('SET', key, tostring(tat), 'PX', math.ceil(tat - now) + 1)
+      else
+        redis.call('DEL', key)
+      end
+    elseif delta ~= 0 and param > now then
+      redis.call('INCRBY', key, delta)
+      redis.call('PEXPIRE', key, math.ceil(param - now) + keep)
+    end
+  end
+  k = k + rules
+end
+local out = {}
+for a = 2 + settlements, #ARGV do
+  local spec, rules = words(a)
+  local lease = spec[1]
   local worst, worst_wait = 0, 0
   local tats = {}
   for i = 1, rules do
@@ -119,43 +153,6 @@ end
 return out
 """
 
-# Settles a batch of leases. KEYS: every rule of every lease, in order. ARGV[1]: "now quota-keep" (ms); then one
-# argument per lease: its id, then four words per rule: kind, limit, delta, parameter (as above).
-_SETTLE = """
-local head = {}
-for word in string.gmatch(ARGV[1], '%S+') do head[#head + 1] = word end
-local now, keep = tonumber(head[1]), tonumber(head[2])
-local k = 0
-for a = 2, #ARGV do
-  local spec = {}
-  for word in string.gmatch(ARGV[a], '%S+') do spec[#spec + 1] = word end
-  local lease = spec[1]
-  for at = 1, #spec - 1, 4 do
-    k = k + 1
-    local key = KEYS[k]
-    local kind, limit = spec[at + 1], tonumber(spec[at + 2])
-    local delta, param = tonumber(spec[at + 3]), tonumber(spec[at + 4])
-    if kind == 'c' then
-      redis.call('ZREM', key, lease)
-    elseif delta ~= 0 and kind == 'r' then
-      local stored = redis.call('GET', key)
-      local tat = stored and tonumber(stored) or now
-      if tat < now then tat = now end
-      tat = tat + delta * param / limit
-      if tat > now then
-        redis.call('SET', key, tostring(tat), 'PX', math.ceil(tat - now) + 1)
-      else
-        redis.call('DEL', key)
-      end
-    elseif delta ~= 0 and param > now then
-      redis.call('INCRBY', key, delta)
-      redis.call('PEXPIRE', key, math.ceil(param - now) + keep)
-    end
-  end
-end
-return 1
-"""
-
 
 def _rule_words(rule: Rule, cost: int) -> str:
     if isinstance(rule, RateRule):
@@ -174,86 +171,121 @@ def _refunds(rules: Sequence[Rule]) -> list[int]:
     return [-_cost(rule) for rule in rules]
 
 
-_Batched: TypeAlias = tuple[list[str], str, float]  # one request's (rule keys, "lease words...", now) in a batch
+_Batched: TypeAlias = tuple[list[str], str, float]  # one request's (rule keys, "lease words...", now) in a call
+_Answer: TypeAlias = tuple[int, bytes]  # (0 or the refusing rule's index, its wait in ms)
 
 
 class RedisLimiter:
     """`Limiter` over one Redis; raises `RedisError` when Redis fails (`FailoverLimiter` decides what then).
 
-    Calls go in batches (``integration_api.batching``): one script call acquires for every request that arrived
-    while the previous acquisition call was in flight, and one settles every lease that ended while the previous
-    settlement was (settlements are off the request's path: `Policy.settle`). A lone request is sent at once;
-    at load a request costs a share of two round trips instead of two whole ones. A request cancelled while its
-    acquisition is in flight has what it was granted given back when the answer comes.
+    Every decision is one script call (`_CALL`), and calls are batched (``integration_api.batching``), one in
+    flight at a time on one connection:
+
+    - an acquisition is on its request's path: one call acquires for every request that arrived while the
+      previous call was in flight (a lone request is sent at once);
+    - a settlement is off it (`Policy.settle`) and does not get a call of its own: it rides with the next
+      acquisition, applied before it in the same script, or goes after `SETTLE_DELAY_S` when no acquisition
+      came. So a request costs a share of one round trip, not two; a finished request's slot and refund count
+      for the next request's decision as before (they are applied first), and at most `SETTLE_DELAY_S` later for
+      another replica's.
+
+    A request cancelled while its acquisition is in flight has what it was granted given back when the answer
+    comes.
     """
 
     def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
         self._prefix = f"{prefix}rl:"
-        # One connection per kind of call: each `Batcher` has at most one call in flight, and a client of one
-        # connection skips the pool's checkout per command (~60 µs of CPU and ~250 µs of wall time per call
-        # here, measured against a pooled client, 2026-12-01).
-        self._clients = [
-            redis_asyncio.Redis.from_url(
-                url,
-                socket_timeout=SOCKET_TIMEOUT_S,
-                socket_connect_timeout=SOCKET_TIMEOUT_S,
-                single_connection_client=True,
-            )
-            for _ in range(2)
-        ]
-        self._acquire = self._clients[0].register_script(_ACQUIRE)
-        self._settle = self._clients[1].register_script(_SETTLE)
+        # One connection: the batcher has at most one call in flight, and a client of one connection skips the
+        # pool's checkout per command (~60 µs of CPU and ~250 µs of wall time per call here, measured against a
+        # pooled client, 2026-12-01).
+        self._client = redis_asyncio.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S, single_connection_client=True
+        )
+        self._script = self._client.register_script(_CALL)
         self._head = f"{LEASE_TTL_S * 1000.0!r} {CONCURRENCY_RETRY_AFTER_S * 1000.0!r} {QUOTA_KEEP_MS}"  # after now
-        self._acquisitions: Batcher[_Batched, tuple[int, bytes]] = Batcher(self._acquire_many)
-        self._settlements: Batcher[_Batched, None] = Batcher(self._settle_many)
-        self._releases: set[asyncio.Task[None]] = set()
+        self._calls: Batcher[_Batched | None, _Answer | None] = Batcher(self._call)  # None: settlements only
+        self._settlements: list[tuple[_Batched, asyncio.Future[None]]] = []  # waiting for the next call
+        self._flush: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
-        """Acquire in the next batch (at once when none is in flight)."""
+        """Acquire in the next call (at once when none is in flight)."""
         words = " ".join([_rule_words(rule, _cost(rule)) for rule in rules])
         prefix = self._prefix
         item = ([prefix + rule.key for rule in rules], f"{lease} {words}", now)
 
-        def abandoned(answer: tuple[int, bytes]) -> None:  # admitted for a request that went away: undo it
-            if answer[0] == 0:
-                self._releases.add(task := asyncio.ensure_future(self.settle(rules, _refunds(rules), lease, now)))
-                task.add_done_callback(self._released)
+        def abandoned(answer: _Answer | None) -> None:  # admitted for a request that went away: undo it
+            if answer is not None and answer[0] == 0:
+                self._in_background(self.settle(rules, _refunds(rules), lease, now))
 
-        index, wait_ms = await self._acquisitions.submit(item, abandoned)
+        answer = await self._calls.submit(item, abandoned)
+        assert answer is not None
+        index, wait_ms = answer
         if index == 0:
             return None
         return Refusal(rules[index - 1], float(wait_ms) / 1000.0)
 
-    def _released(self, task: asyncio.Task[None]) -> None:
-        self._releases.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("releasing the limits of a cancelled request failed: %r", task.exception())
-
-    async def _acquire_many(self, requests: Sequence[_Batched]) -> list[tuple[int, bytes]]:
-        keys = [key for rule_keys, _, _ in requests for key in rule_keys]
-        now = max(now for _, _, now in requests)  # one clock for the call: the latest caller's
-        flat = await self._acquire(keys=keys, args=[f"{now * 1000.0!r} {self._head}", *(r[1] for r in requests)])
-        return [(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
-
     async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
-        """Settle in the next batch; returns (or raises the batch's `RedisError`) once that batch is written."""
+        """Settle with the next call; returns (or raises that call's `RedisError`) once it is written."""
         prefix = self._prefix
         words = " ".join([_rule_words(rule, delta) for rule, delta in zip(rules, deltas, strict=True)])
-        await self._settlements.submit(([prefix + rule.key for rule in rules], f"{lease} {words}", now))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settlements.append((([prefix + rule.key for rule in rules], f"{lease} {words}", now), done))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._flush_settlements)
+        await asyncio.shield(done)
 
-    async def _settle_many(self, settlements: Sequence[_Batched]) -> list[None]:
-        keys = [key for rule_keys, _, _ in settlements for key in rule_keys]
-        now = max(now for _, _, now in settlements)  # one clock for the call: the latest settler's
-        await self._settle(keys=keys, args=[f"{now * 1000.0!r} {QUOTA_KEEP_MS}", *(s[1] for s in settlements)])
-        return [None] * len(settlements)
+    def _flush_settlements(self) -> None:
+        """No acquisition came to carry the waiting settlements: a call of their own."""
+        self._flush = None
+        if self._settlements:
+            self._in_background(self._calls.submit(None))
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("a rate-limit settlement failed: %r", task.exception())
+
+    async def _call(self, items: Sequence[_Batched | None]) -> list[_Answer | None]:
+        settlements, self._settlements = self._settlements, []
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        acquisitions = [item for item in items if item is not None]
+        batched = [settlement for settlement, _ in settlements] + acquisitions
+        keys = [key for rule_keys, _, _ in batched for key in rule_keys]
+        now = max(now for _, _, now in batched) if batched else 0.0  # one clock for the call: the latest caller's
+        head = f"{now * 1000.0!r} {self._head} {len(settlements)}"
+        try:
+            flat = await self._script(keys=keys, args=[head, *(words for _, words, _ in batched)]) if batched else []
+        except Exception as exc:
+            for _, done in settlements:
+                done.set_exception(exc)
+                done.exception()  # retrieved: a settler cancelled meanwhile logs nothing
+            raise
+        except BaseException:  # cancelled (the loop is closing): nobody waits forever
+            for _, done in settlements:
+                done.cancel()
+            raise
+        for _, done in settlements:
+            done.set_result(None)
+        answers = iter([(int(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)])
+        return [None if item is None else next(answers) for item in items]
 
     async def aclose(self) -> None:
-        await self._acquisitions.aclose()
-        while self._releases:
-            await asyncio.gather(*self._releases, return_exceptions=True)
-        await self._settlements.aclose()
-        for client in self._clients:
-            await client.aclose()
+        if self._settlements:
+            self._flush_settlements()  # now, not after the delay
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._calls.aclose()
+        if self._flush is not None:
+            self._flush.cancel()
+        await self._client.aclose()
 
 
 class FailoverLimiter:

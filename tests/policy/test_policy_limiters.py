@@ -151,3 +151,14 @@ async def test_a_request_cancelled_while_acquiring_gives_back_what_it_got(redis_
         assert await again.acquire([slots], "d", T0) is not None
     finally:
         await again.aclose()
+
+
+async def test_a_settlement_counts_for_the_acquisition_after_it(limiter: Limiter) -> None:
+    # The Redis limiter sends a settlement with the next acquisition, applied before it in the same call.
+    slots = ConcurrencyRule("k:conc", 1, "concurrency 1")
+    assert await limiter.acquire([slots], "a", T0) is None
+    settling = asyncio.ensure_future(limiter.settle([slots], [0], "a", T0))
+    await asyncio.sleep(0)  # the settlement is queued
+    assert await limiter.acquire([slots], "b", T0) is None  # a's slot was given back first
+    await settling
+    assert await limiter.acquire([slots], "c", T0) is not None

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine, Sequence
-from typing import Any, Literal, TypeAlias
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
@@ -206,7 +206,7 @@ class RedisLimiter:
         self._calls: Batcher[_Batched | None, _Answer | None] = Batcher(self._call)  # None: settlements only
         self._settlements: list[tuple[_Batched, asyncio.Future[None]]] = []  # waiting for the next call
         self._flush: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task[Any]] = set()
+        self._flushing: set[asyncio.Task[_Answer | None]] = set()  # settlement-only calls (`_flush_settlements`)
 
     async def acquire(self, rules: Sequence[Rule], lease: str, now: float) -> Refusal | None:
         """Acquire in the next call (at once when none is in flight)."""
@@ -216,7 +216,7 @@ class RedisLimiter:
 
         def abandoned(answer: _Answer | None) -> None:  # admitted for a request that went away: undo it
             if answer is not None and answer[0] == 0:
-                self._in_background(self.settle(rules, _refunds(rules), lease, now))
+                self._queue_settlement(rules, _refunds(rules), lease, now)
 
         answer = await self._calls.submit(item, abandoned)
         assert answer is not None
@@ -227,29 +227,29 @@ class RedisLimiter:
 
     async def settle(self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float) -> None:
         """Settle with the next call; returns (or raises that call's `RedisError`) once it is written."""
+        await asyncio.shield(self._queue_settlement(rules, deltas, lease, now))
+
+    def _queue_settlement(
+        self, rules: Sequence[Rule], deltas: Sequence[int], lease: str, now: float
+    ) -> asyncio.Future[None]:
+        """Put a settlement on the next call (an acquisition's, or its own after `SETTLE_DELAY_S`)."""
         prefix = self._prefix
         words = " ".join([_rule_words(rule, delta) for rule, delta in zip(rules, deltas, strict=True)])
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         self._settlements.append((([prefix + rule.key for rule in rules], f"{lease} {words}", now), done))
         if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._flush_settlements)
-        await asyncio.shield(done)
+            self._flush = loop.call_later(SETTLE_DELAY_S, self._flush_settlements)
+        return done
 
     def _flush_settlements(self) -> None:
-        """No acquisition came to carry the waiting settlements: a call of their own."""
+        """No acquisition came to carry the waiting settlements: a call of their own (its failure reaches each
+        settlement's waiter; `FailoverLimiter` counts it)."""
         self._flush = None
         if self._settlements:
-            self._in_background(self._calls.submit(None))
-
-    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("a rate-limit settlement failed: %r", task.exception())
+            task = asyncio.ensure_future(self._calls.submit(None))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
 
     async def _call(self, items: Sequence[_Batched | None]) -> list[_Answer | None]:
         settlements, self._settlements = self._settlements, []
@@ -278,11 +278,11 @@ class RedisLimiter:
         return [None if item is None else next(answers) for item in items]
 
     async def aclose(self) -> None:
+        await self._calls.aclose()  # the acquisitions in flight, and what they were granted for nobody queued
         if self._settlements:
             self._flush_settlements()  # now, not after the delay
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        await self._calls.aclose()
+        while self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
         if self._flush is not None:
             self._flush.cancel()
         await self._client.aclose()

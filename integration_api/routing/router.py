@@ -189,11 +189,8 @@ class _Attempt:
     async def first(self, timeout_s: float | None) -> ChatEvent:
         """The target's first event, within `timeout_s`; a failure is settled with the breaker before it is raised."""
         try:
-            if timeout_s is None:
+            async with asyncio.timeout(timeout_s):
                 event = await anext(self.events)
-            else:
-                async with asyncio.timeout(timeout_s):
-                    event = await anext(self.events)
         except TimeoutError as exc:
             late = DeadlineExceeded(f"route target {self.target.label} sent nothing within {timeout_s:g} s")
             self.failed(late)
@@ -318,7 +315,8 @@ class RouteProvider(Provider):
         return None
 
     def _served(self, attempt: _Attempt, event: ChatEvent) -> ChatEvent:
-        if isinstance(event, ChatFinished):
+        """The event as the client gets it: only the last one changes (ChatFinished names the target)."""
+        if type(event) is ChatFinished:
             return dataclasses.replace(event, served_by=attempt.target.label)
         return event
 
@@ -337,8 +335,7 @@ class RouteProvider(Provider):
             try:
                 yield self._served(attempt, first)
                 async for event in attempt.events:
-                    # Only the last event changes (ChatFinished names the target): the deltas pass as they are.
-                    yield event if type(event) is not ChatFinished else self._served(attempt, event)
+                    yield self._served(attempt, event)
             except GatewayError as error:
                 attempt.failed(error)
                 raise

@@ -57,42 +57,38 @@ async def test_an_aged_stream_moves_to_the_other_replica_without_losing_a_reques
     assert all(cluster.served(replica, set(ids)) for replica in REPLICAS)
 
 
-async def test_sigterm_on_a_replica_under_load_loses_no_request(cluster: LocalCluster) -> None:
+async def load_and_signal(cluster: LocalCluster, replica: str, signal_number: int) -> tuple[Load, int | None]:
+    """240 requests over 8 streams; once `replica` has served 10 of them, it gets `signal_number`; then it is
+    restarted, also when the load fails (the next tests need both replicas). Returns the load and the replica's
+    exit code."""
     load = Load()
-    victim = cluster.cluster.replica("replica-1")
-    child = cluster.cluster.children[victim.pid]
+    child = cluster.cluster.children[cluster.cluster.replica(replica).pid]
     running = asyncio.ensure_future(
         run_load(cluster.address, cluster.key, streams=8, requests_per_stream=30, load=load)
     )
-    await wait_until(lambda: len(cluster.served("replica-1", set(load.outcomes))) >= 10)
-    child.send_signal(signal.SIGTERM)
+    await wait_until(lambda: len(cluster.served(replica, set(load.outcomes))) >= 10)
+    child.send_signal(signal_number)
     try:
-        await running
+        await running  # every request has its outcome within its client-side deadline
     finally:
-        await cluster.restart("replica-1")  # also when the test fails: the next tests need both replicas
+        await cluster.restart(replica)
+    return load, child.returncode
+
+
+async def test_sigterm_on_a_replica_under_load_loses_no_request(cluster: LocalCluster) -> None:
+    load, returncode = await load_and_signal(cluster, "replica-1", signal.SIGTERM)
 
     # Each request either finished on a replica or was refused before it ran and resent by the client: none
     # failed, and none ran twice.
     assert load.failed == {}
     assert len(load.succeeded) == 240
     assert set(ok_lines(cluster, load).values()) == {1}
-    assert child.returncode == 0  # drained and exited cleanly
+    assert returncode == 0  # drained and exited cleanly
     assert cluster.served("replica-2", load.succeeded)
 
 
 async def test_sigkill_on_a_replica_under_load_ends_each_request_once_and_in_time(cluster: LocalCluster) -> None:
-    load = Load()
-    victim = cluster.cluster.replica("replica-2")
-    child = cluster.cluster.children[victim.pid]
-    running = asyncio.ensure_future(
-        run_load(cluster.address, cluster.key, streams=8, requests_per_stream=30, load=load)
-    )
-    await wait_until(lambda: len(cluster.served("replica-2", set(load.outcomes))) >= 10)
-    child.send_signal(signal.SIGKILL)
-    try:
-        await running  # every request has its outcome within its client-side deadline
-    finally:
-        await cluster.restart("replica-2")
+    load, _ = await load_and_signal(cluster, "replica-2", signal.SIGKILL)
 
     assert len(load.outcomes) == load.started == 240
     failed = load.failed

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from integration_api.proto import integration_api_pb2 as pb
-from integration_api.testing.emulators import Emulator, RecordedRequest, emulator_for
+from integration_api.testing.emulators import Emulator, Fault, RecordedRequest, Script, emulator_for
 from tests.conftest import RunningGateway, make_settings, start_gateway
 from tests.grpc_helpers import Collected, chat_request, metrics
 
@@ -47,6 +47,19 @@ def openai_target(emulator: Emulator, model: str, **extra: Any) -> dict[str, Any
         "model": model,
         "credential": {"key": "sk-route", "base_url": emulator.base_url},
         **extra,
+    }
+
+
+def stalled_then_fast(emulators: list[Emulator], stalled_text: str, fast_text: str) -> dict[str, Any]:
+    """A route hedging after 50 ms (no budget limit) from a first target that never sends a chunk to a fast one
+    ("openai/slow", then "openai/quick")."""
+    stalled, fast = emulators
+    stalled.default_script = Script(text=stalled_text, fault=Fault(stall_after_chunks=0))
+    fast.default_script = Script(text=fast_text)
+    return {
+        "targets": [openai_target(stalled, "slow"), openai_target(fast, "quick")],
+        "hedge_after_ms": 50,
+        "hedge_budget_percent": 100,
     }
 
 

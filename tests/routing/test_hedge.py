@@ -8,16 +8,21 @@ from pathlib import Path
 
 from integration_api.testing.emulators import Emulator, Fault, Script
 from tests.grpc_helpers import chat_request
-from tests.routing.conftest import chats, openai_target, routed_gateway, run_one, served_by, wait_until
+from tests.routing.conftest import (
+    chats,
+    openai_target,
+    routed_gateway,
+    run_one,
+    served_by,
+    stalled_then_fast,
+    wait_until,
+)
 from tests.routing.local import simulated
 
 
 async def test_a_stalled_first_target_loses_to_the_hedge(tmp_path: Path, emulators: list[Emulator]) -> None:
     stalled, fast = emulators
-    stalled.default_script = Script(text="stalled words", fault=Fault(stall_after_chunks=0))
-    fast.default_script = Script(text="fast words only")
-    route = {"targets": [openai_target(stalled, "slow"), openai_target(fast, "quick")],
-             "hedge_after_ms": 50, "hedge_budget_percent": 100}  # fmt: skip
+    route = stalled_then_fast(emulators, "stalled words", "fast words only")
     async with routed_gateway(tmp_path, {"hedged": route}) as gateway:
         text, final = await run_one(gateway, "hedged")
         assert final.success and text == "fast words only"

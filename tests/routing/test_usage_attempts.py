@@ -7,7 +7,7 @@ from pathlib import Path
 
 from integration_api.testing.emulators import Emulator, Fault, Script
 from tests.conftest import RunningGateway
-from tests.routing.conftest import openai_target, routed_gateway, run_one
+from tests.routing.conftest import openai_target, routed_gateway, run_one, stalled_then_fast
 from tests.usage.conftest import read_records
 
 
@@ -31,11 +31,7 @@ async def test_a_fallback_leaves_a_record_per_target(tmp_path: Path, emulators: 
 
 
 async def test_a_lost_hedge_is_recorded_as_cancelled(tmp_path: Path, emulators: list[Emulator]) -> None:
-    stalled, fast = emulators
-    stalled.default_script = Script(text="stalled", fault=Fault(stall_after_chunks=0))
-    fast.default_script = Script(text="fast")
-    route = {"targets": [openai_target(stalled, "slow"), openai_target(fast, "quick")],
-             "hedge_after_ms": 50, "hedge_budget_percent": 100}  # fmt: skip
+    route = stalled_then_fast(emulators, "stalled", "fast")
     async with routed_gateway(tmp_path, {"hedged": route}) as gateway:
         _, final = await run_one(gateway, "hedged", request_id="h")
         assert final.success

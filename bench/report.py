@@ -253,8 +253,8 @@ def _rounds_sentence(settings: dict[str, Any]) -> str:
     if rounds < 2:
         return ""
     return (
-        f" {rounds} rounds, round-robin over the scenarios: each row is the round with the median req/s, each target "
-        "the median of its per-round values (range and count beside it)."
+        f" {rounds} rounds, each level measured scenario after scenario: each row is the round with the median req/s,"
+        " each target the median of its per-round values (range and count beside it)."
     )
 
 

@@ -7,9 +7,10 @@ with ``serve --workers 2``, at 50; then memory
 per idle stream (``mem``: gateway vs bare echo). Writes
 ``<out>/latest.md`` and ``<out>/latest.json`` and prints the markdown.
 
-The scenarios run in ``--rounds`` rounds (3; 1 with ``--quick``), round-robin: every selected scenario once, then
-again. On a shared VM a burst of CPU steal can halve one window's figures; each target is computed from one
-round's rows, so both sides of a ratio were measured close together, and the median over the rounds is reported
+The scenarios run in ``--rounds`` rounds (3; 1 with ``--quick``): a round starts every selected scenario's servers,
+then measures each level scenario after scenario (``scenarios.run_round``). On a shared VM a burst of CPU steal
+can halve one window's figures; each target is computed from one round's rows, so both sides of a ratio were
+measured close together, and the median over the rounds is reported
 (``bench.report``). ``mem`` runs once, after the rounds.
 
     python -m bench.run [--quick] [--rounds 3] [--only a,b,mem] [--duration 8] [--warmup 2] [--out bench/results]
@@ -48,7 +49,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: short windows, 2,000 idle streams")
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
-    parser.add_argument("--rounds", type=int, help="runs of every selected scenario, round-robin (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of every selected scenario (default 3; quick 1)")
     parser.add_argument("--duration", type=float, help="measured seconds per level (default 8; quick 1.5)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per level (default 2; quick 0.5)")
     parser.add_argument("--clients", type=int, default=2, help="client processes at 50 streams (default 2)")

@@ -10,12 +10,14 @@ the event loop never waits on the disk and the connection is only ever used from
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from integration_api.errors import Unavailable
 
@@ -51,13 +53,21 @@ def is_busy(error: sqlite3.Error) -> bool:
 
 
 class StoreThread:
-    """One thread owning one connection, opened on first use by `opener`; `what` names the store in errors."""
+    """One thread owning one connection, opened on first use by `opener`; `what` names the store in errors.
+
+    The thread takes jobs from a queue and answers each on the loop that sent it (`call_soon_threadsafe`): one
+    wake-up each way, without an executor's futures around them. On this 2-core VM (2026-12-01) a session turn's
+    write at 1 stream took 650 µs (p50, from the session layer) through ``run_in_executor`` on a one-worker
+    pool, of which the UPDATE itself is ~40 µs, and 500 µs this way; bench row (s)/(s0) went from 0.89 to 0.93.
+    A caller cancelled while its job runs does not stop the job; the answer is dropped.
+    """
 
     def __init__(self, what: str, path: Path, opener: Callable[[], sqlite3.Connection]) -> None:
         self._what = what
         self._path = path
         self._opener = opener
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=what.replace(" ", "-"))
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None  # started by the first job
         self._connection: sqlite3.Connection | None = None
         self._closed = False
 
@@ -66,27 +76,57 @@ class StoreThread:
             self._connection = self._opener()
         return self._connection
 
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            operation, future, loop = job
+            try:
+                try:
+                    result = operation(self._db())
+                except sqlite3.Error as exc:
+                    raise Unavailable(f"the {self._what} ({self._path}) failed: {exc}") from exc
+            except BaseException as error:  # the caller gets it (a bug in an operation too)
+                _answer(loop, future, None, error)
+            else:
+                _answer(loop, future, result, None)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
     async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """`operation(connection)` on the store's thread; a SQLite failure is `Unavailable` naming the store."""
-
-        def run() -> T:
-            try:
-                return operation(self._db())
-            except sqlite3.Error as exc:
-                raise Unavailable(f"the {self._what} ({self._path}) failed: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        if self._closed:
+            raise Unavailable(f"the {self._what} ({self._path}) is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self._what.replace(" ", "-"), daemon=True)
+            self._thread.start()
+        self._jobs.put((operation, future, loop))
+        return await future
 
     async def aclose(self) -> None:
-        """Close the connection on its thread, then the thread (idempotent)."""
+        """Finish the queued jobs, close the connection on its thread, end the thread (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._jobs.put(None)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
-        def close() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+_Job: TypeAlias = "tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]"
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, error: BaseException | None
+) -> None:
+    def settle() -> None:
+        if future.done():  # the caller was cancelled meanwhile: the job ran for nobody
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(settle)

@@ -7,10 +7,10 @@ GetModeration, and later the HTTP API) gets its adapter from `Gateway.provider`,
 
 Layers are listed outermost first: the request's trace span (only when tracing is on,
 ``integration_api.observability``), the usage layer (one usage record per request, ``integration_api.usage``), the
-stats layer (every request counted for GetServerStats and the Prometheus metrics, refusals included), the policy
-layer (scopes, rate limits and budgets, ``integration_api.policy``: a refusal never reaches the layers inside it),
-the session layer (conversations kept by the server, only for requests naming a session), the resilience layer
-(retries, first-token and idle timeouts, ``providers.resilience``), then one trace span per upstream attempt
+stats layer (every request counted for GetServerStats and the Prometheus metrics, refusals included), the session
+layer (conversations kept by the server, only for requests naming a session), the policy layer (scopes, rate
+limits and budgets, ``integration_api.policy``: a refusal never reaches the layers inside it), the resilience
+layer (retries, first-token and idle timeouts, ``providers.resilience``), then one trace span per upstream attempt
 (tracing on); policy, accounting, metrics and routing are added here as more layers, each in one line of
 `default_layers`, never inside the engine, the gateway or an adapter. What layers share across requests
 (counters, the session store) is the pipeline's `ServerState`.
@@ -71,7 +71,11 @@ def default_layers(settings: Settings, state: ServerState) -> list[Layer]:
         return ResilientProvider(inner, context, settings)
 
     traced = tracing_layers()  # none unless OTEL_EXPORTER_OTLP_ENDPOINT is set (integration_api.observability)
-    return [*traced.outer, usage, stats, policy, sessions, resilience, *traced.attempts]
+    # The session layer is outside the policy layer: a request takes its place in its session's line before anything
+    # awaits (requests on one session run in the order they arrived; the policy's first read of the project rows
+    # would otherwise let a later request overtake an earlier one), and the policy judges what the provider is
+    # sent: the session's model and history included (its scope, its token reservation).
+    return [*traced.outer, usage, stats, sessions, policy, resilience, *traced.attempts]
 
 
 def build_pipeline(settings: Settings, extra: Sequence[Layer] = (), state: ServerState | None = None) -> Pipeline:

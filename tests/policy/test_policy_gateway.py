@@ -15,9 +15,10 @@ from auth import issue_service_token
 from auth.principal import KeyScope
 from auth.projects import Budget, ProjectRecord, ProjectStore
 from integration_api.proto import integration_api_pb2 as pb
+from integration_api.proto import integration_api_pb2_grpc as pb_grpc
 from integration_api.settings import Settings
 from tests.conftest import JWT_SECRET, RunningGateway, start_gateway
-from tests.grpc_helpers import StreamDriver, cancel_request, chat_request, metrics
+from tests.grpc_helpers import StreamDriver, cancel_request, chat_request, metrics, packed_value
 
 NOON = datetime(2027, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 TEXT = "one two three four"  # 18 characters: 5 tokens estimated; the simulator reports 4 in and 4 out
@@ -95,6 +96,29 @@ async def test_a_service_token_gets_its_projects_scope(gateway: RunningGateway, 
     other = issue_service_token(JWT_SECRET, organization_id="org-1", project_id="elsewhere")
     free = gateway.open_stream((("x-internal-service-key", other),))
     assert (await run(free, chat_request("f", TEXT, provider="simulated"))).success  # no row: unrestricted
+
+
+async def test_a_session_turn_is_judged_with_the_sessions_model(gateway: RunningGateway, clock: Clock) -> None:
+    # The policy sees what the provider is sent: the model a session holds counts for a key scoped to models,
+    # though the turn itself names none.
+    key, _ = gateway.store.create("scoped", "org-1", "proj-1", scope=KeyScope(models=("gpt-4o*",)))
+    metadata = (("x-api-key", key),)
+    sessions = pb_grpc.SessionServiceStub(gateway.channel)
+
+    async def session_on(model: str) -> str:
+        request = pb.CreateSessionRequest(providerName="simulated", modelParameters={"model.name": packed_value(model)})
+        return str((await sessions.CreateSession(request, metadata=metadata)).session.sessionId)
+
+    allowed, forbidden = await session_on("gpt-4o-mini"), await session_on("sim-large")
+    stream = gateway.open_stream(metadata)
+    on_allowed = chat_request("a", TEXT, provider="simulated")
+    on_allowed.sessionId = allowed
+    assert (await run(stream, on_allowed)).success
+    on_forbidden = chat_request("f", TEXT, provider="simulated")
+    on_forbidden.sessionId = forbidden
+    refused = await run(stream, on_forbidden)
+    assert refused.error.status == "PERMISSION_DENIED"
+    assert "this key may use models gpt-4o*; not sim-large" in refused.error.errorMessage
 
 
 async def test_requests_per_minute_on_one_stream(gateway: RunningGateway, clock: Clock) -> None:

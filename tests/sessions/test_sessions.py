@@ -228,7 +228,8 @@ async def test_requests_on_one_session_run_one_after_the_other(gateway: SessionG
     await stream.send(turn("first", "one two three four", session.sessionId, simulated_delay_ms=50))
     await stream.send(turn("second", "five", session.sessionId))
     collected = await stream.read_until_done(["first", "second"])
-    second = collected.terminal("second")
+    first, second = collected.terminal("first"), collected.terminal("second")
+    assert first.success, first
     assert second.usage.inputTokens == 4 + 4 + 1
     order = [f.requestId for f in collected.order]
     assert order.index("second") > order.index("first") + 4  # every frame of the first came before the second's

@@ -87,6 +87,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` alone (every thread, no descendant; 0 when it is gone): one read of
+    /proc/<pid>/stat, cheap enough to take between every few requests (`cpu_seconds` scans the process table)."""
+    return _proc_cpu(pid)
+
+
 def _proc_cpu(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from bench import interleave
 from bench.routing import hedge_overhead_ms
 
 Row = dict[str, Any]
@@ -238,7 +239,7 @@ def _throughput(rows: list[Row]) -> list[str]:
     for row in rows:
         errors = ", ".join(f"{k}: {v}" for k, v in row["errors"].items()) or "0"
         lines.append(
-            f"| ({row['scenario']}) | {row['title']} | {row['streams']} | {row['client_processes']} "
+            f"| ({row['scenario']}) | {row['title']} | {_streams_cell(row)} | {row['client_processes']} "
             f"| {_rounds_cell(row)} | {row['requests_per_s']:,.0f} | {row['frames_per_s']:,.0f} "
             f"| {_ms(row['first_frame_ms'])} | {_ms(row['final_frame_ms'])} "
             f"| {_us(row, 'server_cpu_us_per_request')} | {_us(row, 'upstream_cpu_us_per_request')} "
@@ -248,13 +249,33 @@ def _throughput(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _streams_cell(row: Row) -> str:
+    return f"{row['streams']} (turns)" if row.get("interleaved") else str(row["streams"])
+
+
+def _interleaved_sentence(rows: list[Row]) -> str:
+    levels = sorted({row["streams"] for row in rows if row.get("interleaved")})
+    if not levels:
+        return ""
+    turns = ", ".join(
+        f"{turn.turn_s:g} s at {streams} stream{'s' if streams > 1 else ''} (the first {turn.settle_s:g} s not counted)"
+        for streams in levels
+        for turn in [interleave.Turns.for_streams(streams)]
+    )
+    return (
+        " Streams `N (turns)`: those scenarios were measured together at that level, the same client processes"
+        f" loading one server after the other in short turns ({turns}), so every one samples the same seconds of"
+        " the machine (``bench/interleave.py``)."
+    )
+
+
 def _rounds_sentence(settings: dict[str, Any]) -> str:
     rounds = settings.get("rounds", 1)
     if rounds < 2:
         return ""
     return (
-        f" {rounds} rounds, each level measured scenario after scenario: each row is the round with the median req/s,"
-        " each target the median of its per-round values (range and count beside it)."
+        f" {rounds} rounds, each level measured scenario by scenario or in turns: each row is the round with the"
+        " median req/s, each target the median of its per-round values (range and count beside it)."
     )
 
 
@@ -267,7 +288,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(
         f"{box['cpus']} CPUs ({box['cpu_model'] or 'unknown'}), Python {box['python']}, grpcio {box['grpcio']}. "
         f"Each level: {settings['warmup_s']:g} s warm-up, {settings['duration_s']:g} s measured; "
-        f"{settings['words']} text frames + 1 final per request.{_rounds_sentence(settings)} Latencies in ms "
+        f"{settings['words']} text frames + 1 final per request.{_rounds_sentence(settings)}"
+        f"{_interleaved_sentence(result['rows'])} Latencies in ms "
         "(p50 / p90 / p99); CPU in µs per request (server = the process under test, upstream = the emulator); "
         "other CPU % = other processes, steal % = CPU the VM host gave to other guests (% of one CPU)."
     )

@@ -8,9 +8,10 @@ per idle stream (``mem``: gateway vs bare echo). Writes
 ``<out>/latest.md`` and ``<out>/latest.json`` and prints the markdown.
 
 The scenarios run in ``--rounds`` rounds (3; 1 with ``--quick``): a round starts every selected scenario's servers,
-then measures each level scenario after scenario (``scenarios.run_round``). On a shared VM a burst of CPU steal
-can halve one window's figures; each target is computed from one round's rows, so both sides of a ratio were
-measured close together, and the median over the rounds is reported
+then measures each level: the gRPC scenarios compared with each other together, in turns (``bench.interleave``),
+the others window after window (``scenarios.run_round``). On a shared VM a burst of CPU steal can halve one
+window's figures; each target is computed from one round's rows, so both sides of a ratio were measured close
+together, and the median over the rounds is reported
 (``bench.report``). ``mem`` runs once, after the rounds.
 
     python -m bench.run [--quick] [--rounds 3] [--only a,b,mem] [--duration 8] [--warmup 2] [--out bench/results]
@@ -154,7 +155,7 @@ def _merge_notes(per_round: list[list[str]]) -> list[str]:
 
 def _run_rounds(ctx: Context, keys: list[str], count: int) -> list[list[Row]]:
     """Every scenario of `keys`, `count` times (``scenarios.run_round``: all of a round's servers up at once, each
-    level measured scenario after scenario); each row carries its `round` (from 1)."""
+    level measured in turns or window by window); each row carries its `round` (from 1)."""
     rounds: list[list[Row]] = []
     per_round_notes: list[list[str]] = []
     before = list(ctx.notes)

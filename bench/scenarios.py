@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import observability, peers, policy, routing, sessions
+from bench import interleave, observability, peers, policy, routing, sessions
 from bench.http_load import AiohttpLoad, OpenAISDKLoad
 from bench.procs import ServerProcess, free_port, machine_busy_seconds, steal_seconds
 from bench.servers import emulator_base_url, start_echo, start_emulator, start_gateway, start_passthrough
@@ -56,6 +56,7 @@ class Scenario:
     title: str
     levels: tuple[int, ...]
     setup: Callable[[Context, contextlib.ExitStack], Setup | None]
+    interleaved: bool = False  # its 1-stream row is measured with the others' in turns (``bench.interleave``)
 
 
 def _grpc_jobs(config: LoadConfig) -> Callable[[int, int], list[LoadJob]]:
@@ -242,8 +243,8 @@ def _two_workers(setup: Callable[..., Setup]) -> Callable[[Context, contextlib.E
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in (
-        Scenario("a", "bare grpc.aio echo", (1, 50), _setup_echo),
-        Scenario("b", "gateway, simulated provider", (1, 50), _setup_simulated),
+        Scenario("a", "bare grpc.aio echo", (1, 50), _setup_echo, interleaved=True),
+        Scenario("b", "gateway, simulated provider", (1, 50), _setup_simulated, interleaved=True),
         Scenario("c", "gateway, OpenAI adapter -> emulator", (1, 50), _setup_openai_adapter),
         Scenario(
             "b2", "gateway --workers 2, simulated provider", (50,), functools.partial(_setup_simulated, workers=2)
@@ -251,34 +252,56 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "c2", "gateway --workers 2, OpenAI adapter", (50,), functools.partial(_setup_openai_adapter, workers=2)
         ),
-        Scenario("o", "gateway, simulated provider, metrics scraped + OTLP tracing on", (1, 50), _setup_observed),
+        Scenario(
+            "o",
+            "gateway, simulated provider, metrics scraped + OTLP tracing on",
+            (1, 50),
+            _setup_observed,
+            interleaved=True,
+        ),
         Scenario("w", "bridge WebSocket StreamChat, simulated provider", (1, 50), _setup_bridge),
-        Scenario("p", "gateway, simulated provider, key and project limits (in-process)", (1, 50), _setup_policy),
+        Scenario(
+            "p",
+            "gateway, simulated provider, key and project limits (in-process)",
+            (1, 50),
+            _setup_policy,
+            interleaved=True,
+        ),
         Scenario(
             "pr",
             "gateway, simulated provider, key and project limits (Redis)",
             (1, 50),
             functools.partial(_setup_policy, redis=True),
+            interleaved=True,
         ),
         Scenario(
             "s0",
             "gateway, stateless request with a 10-message history",
             (1, 50),
             functools.partial(_setup_session_turns, on_session=False),
+            interleaved=True,
         ),
         Scenario(
             "s",
             "gateway, session turn (SQLite store)",
             (1, 50),
             functools.partial(_setup_session_turns, on_session=True),
+            interleaved=True,
         ),
         Scenario(
             "sr",
             "gateway, session turn (Redis store)",
             (1, 50),
             functools.partial(_setup_session_turns, on_session=True, redis=True),
+            interleaved=True,
         ),
-        Scenario("r", "gateway, route of one simulated target", (1, 50), functools.partial(_setup_route, hedged=False)),
+        Scenario(
+            "r",
+            "gateway, route of one simulated target",
+            (1, 50),
+            functools.partial(_setup_route, hedged=False),
+            interleaved=True,
+        ),
         Scenario(
             "h",
             "gateway, hedged route: first token 500 ms, hedge after 100 ms",
@@ -339,13 +362,14 @@ def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> d
 
 
 def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Every scenario's servers started at once, then each level measured scenario after scenario (every level-1
-    row, then every level-50 row), then every server stopped.
+    """Every scenario's servers started at once, then each level measured (every level-1 row, then every
+    level-50 row), then every server stopped.
 
-    So the two rows of a ratio are measured one or a few windows apart, not a whole pass of the scenarios apart:
-    on a shared VM, CPU stolen by other guests comes in bursts of tens of seconds, and a ratio of two windows
-    minutes apart measures the bursts. Idle servers cost next to nothing meanwhile (the "other CPU %" column shows
-    it). A scenario that fails becomes a note.
+    At a level, the scenarios marked `interleaved` are measured together in turns (``bench.interleave``: each
+    samples the same seconds of the machine), then every other scenario in its own window, one after the other:
+    so the two rows of any ratio are measured close together, not a whole pass of the scenarios apart (on a
+    shared VM, CPU stolen by other guests comes in bursts of tens of seconds). Idle servers cost next to nothing
+    meanwhile (the "other CPU %" column shows it). A scenario that fails becomes a note.
     """
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
@@ -361,8 +385,13 @@ def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None
                 ready.append((scenario, setup))
         failed: set[str] = set()
         for streams in sorted({level for scenario, _ in ready for level in scenario.levels}):
+            turns = [
+                (scenario, setup) for scenario, setup in ready if scenario.interleaved and streams in scenario.levels
+            ]
+            if len(turns) > 1:  # turns need company; a lone scenario is measured in its own window
+                rows.extend(_measure_interleaved(turns, streams, ctx, log, failed))
             for scenario, setup in ready:
-                if streams not in scenario.levels or scenario.key in failed:
+                if streams not in scenario.levels or scenario.key in failed or (scenario, setup) in turns:
                     continue
                 log(f"({scenario.key}) {scenario.title}: {streams} stream(s)")
                 try:
@@ -372,3 +401,35 @@ def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None
                     ctx.notes.append(f"({scenario.key}) failed: {exc}")
                     log(f"({scenario.key}) failed: {exc}")
     return rows
+
+
+def _measure_interleaved(
+    turns: list[tuple[Scenario, Setup]],
+    streams: int,
+    ctx: Context,
+    log: Callable[[str], None],
+    failed: set[str],
+) -> list[dict[str, Any]]:
+    """The rows of `turns` at `streams`, measured together, in turns (``bench.interleave``)."""
+    keys = ", ".join(f"({scenario.key})" for scenario, _ in turns)
+    log(f"{keys}: {streams} stream(s), in turns")
+    processes = 1 if streams == 1 else min(ctx.timing.clients, streams)
+    lanes = [
+        interleave.Lane(
+            scenario.key,
+            tuple(setup.jobs(streams, processes)),
+            setup.measured.pid,
+            None if setup.upstream is None else setup.upstream.pid,
+        )
+        for scenario, setup in turns
+    ]
+    try:
+        measured = interleave.measure(lanes, streams, ctx.timing.warmup_s, ctx.timing.duration_s)
+        for _, setup in turns:
+            setup.measured.check_alive()
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        failed.update(scenario.key for scenario, _ in turns)
+        ctx.notes.append(f"{keys} interleaved failed: {exc}")
+        log(f"{keys} interleaved failed: {exc}")
+        return []
+    return [{"scenario": scenario.key, "title": scenario.title, **measured[scenario.key]} for scenario, _ in turns]

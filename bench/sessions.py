@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import redis
 
 from integration_api.loadtest import LoadConfig, LoadJob
@@ -68,20 +69,23 @@ class SessionLoad:
         )
         return request.SerializeToString()
 
+    async def stream_template(self, channel: grpc.aio.Channel) -> bytes:
+        """The request one stream sends again and again (on its own new session when `on_session`)."""
+        session_id = ""
+        if self.on_session:
+            config = self.config
+            created = await pb_grpc.SessionServiceStub(channel).CreateSession(
+                pb.CreateSessionRequest(providerName=config.provider), metadata=config.metadata
+            )
+            session_id = created.session.sessionId
+        return self._template(session_id)
+
     async def run(self, start: StartFn, stats: LoadStats) -> None:
         config = self.config
         channel = open_channel(config, 0)
         try:
             await _connect(channel, config.target)
-            templates = []
-            for _ in range(config.streams):
-                session_id = ""
-                if self.on_session:
-                    created = await pb_grpc.SessionServiceStub(channel).CreateSession(
-                        pb.CreateSessionRequest(providerName=config.provider), metadata=config.metadata
-                    )
-                    session_id = created.session.sessionId
-                templates.append(self._template(session_id))
+            templates = [await self.stream_template(channel) for _ in range(config.streams)]
             method = stream_chat_method(channel)
             streams = [_Stream(method, config, stats) for _ in range(config.streams)]
             window = await start()

@@ -148,7 +148,7 @@ def test_markdown_shows_the_spread_of_rows_and_targets() -> None:
     assert "| (b) | scenario b | 1 | 1 | 3 (880-970) | 930 |" in text
     assert "| steal % |" in text
     assert "| 32 | 0 |" in text  # (a)'s shown row is round 1's (all equal): steal %, then errors
-    assert "3 rounds, each level measured scenario after scenario" in text
+    assert "3 rounds, each level measured scenario by scenario or in turns" in text
 
 
 def test_markdown_of_one_round_has_no_spread() -> None:

@@ -191,12 +191,8 @@ class Policy:
     ) -> Lease:
         """The request's lease; raises PermissionDenied (scope) or ResourceExhausted (a limit, a budget)."""
         now = self.clock()
-        moment = datetime.fromtimestamp(now, UTC)
-        check_scope(principal.scope, "this key", provider, model, uses_model, moment)
-        project = await self.projects.get(principal.organization_id, principal.project_id)
-        project_name = f"project {principal.organization_id}/{principal.project_id}"
-        if project is not None:
-            check_scope(project.scope, project_name, provider, model, uses_model, moment)
+        project = await self._scoped_project(principal, provider, model, uses_model, now)
+        project_name = _project_name(principal)
         rules: list[Rule] = []
         units: list[Unit] = []
         if principal.key_id is not None and principal.scope is not None:
@@ -216,6 +212,22 @@ class Policy:
             if refusal is not None:
                 raise _refused(refusal)
         return Lease(self, rules, units, estimate, provider, model, lease_id)
+
+    async def check_scopes(self, principal: Principal, provider: str, model: str) -> None:
+        """PermissionDenied when the key's or its project's scope refuses `provider`, or `model` when one is named
+        (CreateSession: a session no request could use is refused when it is made)."""
+        await self._scoped_project(principal, provider, model, bool(model), self.clock())
+
+    async def _scoped_project(
+        self, principal: Principal, provider: str, model: str, uses_model: bool, now: float
+    ) -> ProjectRecord | None:
+        """The principal's project row, once the key's scope and the row's allow the request."""
+        moment = datetime.fromtimestamp(now, UTC)
+        check_scope(principal.scope, "this key", provider, model, uses_model, moment)
+        project = await self.projects.get(principal.organization_id, principal.project_id)
+        if project is not None:
+            check_scope(project.scope, _project_name(principal), provider, model, uses_model, moment)
+        return project
 
     def _budget(
         self,
@@ -264,6 +276,10 @@ class Policy:
         await self.drain()
         await self.projects.aclose()
         await self.limiter.aclose()
+
+
+def _project_name(principal: Principal) -> str:
+    return f"project {principal.organization_id}/{principal.project_id}"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -152,6 +152,10 @@ class SessionServicer:
                 raise InvalidArgument(f"provider {provider!r} does not chat, so it cannot hold a session")
             owner = Owner.of(request_context.principal)
             parameters = _parameters(request.modelParameters)
+            model = parameters.get("model.name")
+            await gateway.state.policy.check_scopes(
+                request_context.principal, provider, model if isinstance(model, str) else ""
+            )
             session = await self._sessions.create(owner, provider, request.systemPrompt, parameters)
             return pb.CreateSessionResponse(session=session_info(session, self._sessions.ttl_s))
 

@@ -98,19 +98,21 @@ async def test_a_service_token_gets_its_projects_scope(gateway: RunningGateway, 
     assert (await run(free, chat_request("f", TEXT, provider="simulated"))).success  # no row: unrestricted
 
 
+async def _create_session(gateway: RunningGateway, key: str, provider: str, model: str = "") -> str:
+    parameters = {"model.name": packed_value(model)} if model else {}
+    request = pb.CreateSessionRequest(providerName=provider, modelParameters=parameters)
+    sessions = pb_grpc.SessionServiceStub(gateway.channel)
+    return str((await sessions.CreateSession(request, metadata=(("x-api-key", key),))).session.sessionId)
+
+
 async def test_a_session_turn_is_judged_with_the_sessions_model(gateway: RunningGateway, clock: Clock) -> None:
     # The policy sees what the provider is sent: the model a session holds counts for a key scoped to models,
     # though the turn itself names none.
-    key, _ = gateway.store.create("scoped", "org-1", "proj-1", scope=KeyScope(models=("gpt-4o*",)))
-    metadata = (("x-api-key", key),)
-    sessions = pb_grpc.SessionServiceStub(gateway.channel)
-
-    async def session_on(model: str) -> str:
-        request = pb.CreateSessionRequest(providerName="simulated", modelParameters={"model.name": packed_value(model)})
-        return str((await sessions.CreateSession(request, metadata=metadata)).session.sessionId)
-
-    allowed, forbidden = await session_on("gpt-4o-mini"), await session_on("sim-large")
-    stream = gateway.open_stream(metadata)
+    scoped, _ = gateway.store.create("scoped", "org-1", "proj-1", scope=KeyScope(models=("gpt-4o*",)))
+    unscoped, _ = gateway.store.create("open", "org-1", "proj-1")  # the project's sessions are every key's
+    allowed = await _create_session(gateway, scoped, "simulated", "gpt-4o-mini")
+    forbidden = await _create_session(gateway, unscoped, "simulated", "sim-large")
+    stream = gateway.open_stream((("x-api-key", scoped),))
     on_allowed = chat_request("a", TEXT, provider="simulated")
     on_allowed.sessionId = allowed
     assert (await run(stream, on_allowed)).success
@@ -119,6 +121,28 @@ async def test_a_session_turn_is_judged_with_the_sessions_model(gateway: Running
     refused = await run(stream, on_forbidden)
     assert refused.error.status == "PERMISSION_DENIED"
     assert "this key may use models gpt-4o*; not sim-large" in refused.error.errorMessage
+
+
+async def test_create_session_refuses_what_the_scope_forbids(gateway: RunningGateway, clock: Clock) -> None:
+    set_project(gateway, ProjectRecord("org-1", "proj-2", KeyScope(providers=("sim*", "openai"))))
+    providers, _ = gateway.store.create("providers", "org-1", "proj-1", scope=KeyScope(providers=("openai",)))
+    with pytest.raises(grpc.aio.AioRpcError) as provider_refused:
+        await _create_session(gateway, providers, "simulated")
+    assert provider_refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "this key may use providers openai; not simulated" in str(provider_refused.value.details())
+
+    models, _ = gateway.store.create("models", "org-1", "proj-2", scope=KeyScope(models=("gpt-4o*",)))
+    with pytest.raises(grpc.aio.AioRpcError) as model_refused:
+        await _create_session(gateway, models, "simulated", "sim-large")
+    assert model_refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "this key may use models gpt-4o*; not sim-large" in str(model_refused.value.details())
+    assert await _create_session(gateway, models, "simulated")  # no model yet: each turn may name an allowed one
+
+    anthropic, _ = gateway.store.create("anthropic", "org-1", "proj-2")
+    with pytest.raises(grpc.aio.AioRpcError) as project_refused:
+        await _create_session(gateway, anthropic, "anthropic")  # the key may; its project's row may not
+    assert project_refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "project org-1/proj-2 may use providers sim*, openai; not anthropic" in str(project_refused.value.details())
 
 
 async def test_requests_per_minute_on_one_stream(gateway: RunningGateway, clock: Clock) -> None:

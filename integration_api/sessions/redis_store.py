@@ -9,19 +9,22 @@ Layout, under one key prefix:
 
 Members of the sorted sets whose session has expired are skipped when read and pruned as they are found. A write is
 one Lua script (one round trip) that checks the revision and the owner before it writes, so replicas appending to
-one conversation cannot lose a turn. The TTL is also checked against the caller's clock (`now`), so a session is
+one conversation cannot lose a turn. Turns that end while a write is in flight go together in the next call
+(``integration_api.batching.Batcher``): one script call writes each of them, each still its own check with its
+own answer, in the order they ended. The TTL is also checked against the caller's clock (`now`), so a session is
 gone after its TTL even where the server's clock and Redis' disagree, and tests need not wait out real time.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from integration_api.batching import Batcher
 from integration_api.errors import Unavailable
 from integration_api.sessions import codec
 from integration_api.sessions.store import MAX_LIST, Owner, Session, SessionStore
@@ -29,22 +32,32 @@ from integration_api.sessions.store import MAX_LIST, Owner, Session, SessionStor
 T = TypeVar("T")
 DEFAULT_PREFIX = "integration_api:"
 
-# KEYS: session, owner index, active index. ARGV: expected revision ("" = must not exist yet), new revision, body,
-# TTL in whole seconds, last use (the score), session id, owner, the oldest last use still alive.
+# Writes of one or more sessions, each checked on its own, in order; returns 1 (written) or 0 for each.
+# Per session, KEYS: session, owner index, active index; ARGV: expected revision ("" = must not exist yet), new
+# revision, body, TTL in whole seconds, last use (the score), session id, owner, the oldest last use still alive.
 _WRITE = """
-local current = redis.call('HMGET', KEYS[1], 'rev', 'owner', 'used')
-if ARGV[1] == '' then
-  if current[1] then return 0 end
-elseif current[1] ~= ARGV[1] or current[2] ~= ARGV[7] or tonumber(current[3]) <= tonumber(ARGV[8]) then
-  return 0
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, i * 8
+  local current = redis.call('HMGET', KEYS[k + 1], 'rev', 'owner', 'used')
+  local ok = 1
+  if ARGV[a + 1] == '' then
+    if current[1] then ok = 0 end
+  elseif current[1] ~= ARGV[a + 1] or current[2] ~= ARGV[a + 7] or tonumber(current[3]) <= tonumber(ARGV[a + 8]) then
+    ok = 0
+  end
+  if ok == 1 then
+    redis.call('HSET', KEYS[k + 1], 'rev', ARGV[a + 2], 'body', ARGV[a + 3], 'owner', ARGV[a + 7], 'used', ARGV[a + 5])
+    redis.call('EXPIRE', KEYS[k + 1], ARGV[a + 4])
+    redis.call('ZADD', KEYS[k + 2], ARGV[a + 5], ARGV[a + 6])
+    redis.call('EXPIRE', KEYS[k + 2], ARGV[a + 4])
+    redis.call('ZADD', KEYS[k + 3], ARGV[a + 5], ARGV[a + 6])
+  end
+  out[#out + 1] = ok
 end
-redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'body', ARGV[3], 'owner', ARGV[7], 'used', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
-return 1
+return out
 """
+_Write: TypeAlias = tuple[Session, str, float]  # (the session to write, the revision it replaces or "", now)
 
 
 class RedisSessionStore(SessionStore):
@@ -55,6 +68,7 @@ class RedisSessionStore(SessionStore):
         self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(url)
         self._write = self._redis.register_script(_WRITE)
         self._active = f"{prefix}active"
+        self._turns: Batcher[_Write, bool] = Batcher(self._write_many)  # see `replace`
 
     def _session_key(self, session_id: str) -> str:
         return f"{self._prefix}session:{session_id}"
@@ -76,25 +90,30 @@ class RedisSessionStore(SessionStore):
             return None
         return session
 
-    async def _store(self, session: Session, expected: str, now: float) -> bool:
-        keys = [self._session_key(session.id), self._owner_key(session.owner), self._active]
-        args: list[str | int] = [
-            expected,
-            session.revision,
-            codec.encode(session).decode(),
-            max(1, math.ceil(self.ttl_s)),
-            repr(session.last_used_at),
-            session.id,
-            _owner_field(session.owner),
-            repr(now - self.ttl_s),
-        ]
-        return bool(await self._call(lambda: self._write(keys=keys, args=args)))
+    async def _write_many(self, writes: Sequence[_Write]) -> list[bool]:
+        keys: list[str] = []
+        args: list[str | int] = []
+        ttl = max(1, math.ceil(self.ttl_s))
+        for session, expected, now in writes:
+            keys += [self._session_key(session.id), self._owner_key(session.owner), self._active]
+            args += [
+                expected,
+                session.revision,
+                codec.encode(session).decode(),
+                ttl,
+                repr(session.last_used_at),
+                session.id,
+                _owner_field(session.owner),
+                repr(now - self.ttl_s),
+            ]
+        written = await self._call(lambda: self._write(keys=keys, args=args))
+        return [bool(answer) for answer in written]
 
     # --- SessionStore --------------------------------------------------------------------------------------------
 
     async def create(self, session: Session, now: float) -> None:
         await self._call(lambda: self._redis.zremrangebyscore(self._active, "-inf", now - self.ttl_s))
-        if not await self._store(session, "", now):
+        if not (await self._write_many([(session, "", now)]))[0]:
             raise Unavailable(f"session id {session.id!r} is already taken in the session store")
 
     async def get(self, owner: Owner, session_id: str, now: float) -> Session | None:
@@ -128,7 +147,7 @@ class RedisSessionStore(SessionStore):
         return found
 
     async def replace(self, session: Session, expected_revision: int, now: float) -> bool:
-        return await self._store(session, str(expected_revision), now)
+        return await self._turns.submit((session, str(expected_revision), now))
 
     async def delete(self, owner: Owner, session_id: str, now: float) -> bool:
         if await self.get(owner, session_id, now) is None:
@@ -148,6 +167,7 @@ class RedisSessionStore(SessionStore):
         return int(await self._call(lambda: self._redis.zcount(self._active, f"({now - self.ttl_s}", "+inf")))
 
     async def aclose(self) -> None:
+        await self._turns.aclose()
         await self._redis.aclose()
 
 

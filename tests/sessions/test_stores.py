@@ -62,8 +62,8 @@ async def test_replace_is_compare_and_set_on_the_revision(store: SessionStore) -
 
 
 async def test_turns_ending_together_each_get_their_own_compare_and_set(store: SessionStore) -> None:
-    # The SQLite store writes the turns that end while it is busy in one transaction: each must still be checked
-    # on its own revision and answered on its own.
+    # Both stores write the turns that end while a write is in flight together (SQLite: one transaction; Redis:
+    # one script call): each must still be checked on its own revision, answered on its own, in order.
     ids = [f"s{index}" for index in range(12)]
     for session_id in ids:
         await store.create(session(session_id), NOW)
@@ -72,19 +72,13 @@ async def test_turns_ending_together_each_get_their_own_compare_and_set(store: S
         return dataclasses.replace(session(session_id), messages=(UserMessage(text),), revision=1, last_used_at=NOW + 1)
 
     writes = [store.replace(turn(session_id, f"{session_id} one"), 0, NOW + 1) for session_id in ids]
-    # Rivals read at the same revision as another turn (SQLite: s0's turn is written first and alone, s5's in the
-    # same transaction as its rival; Redis: concurrent calls, either may win): one of each pair is kept.
+    # Rivals read at the same revision as an earlier turn of the same session: the earlier of each pair, in the
+    # order they were submitted, is kept, and the rival refused.
     writes += [store.replace(turn(rival, f"{rival} rival"), 0, NOW + 1) for rival in ("s0", "s5")]
     answers = await asyncio.gather(*writes)
-    contested = {"s0": (answers[0], answers[12]), "s5": (answers[5], answers[13])}
-    assert [answer for index, answer in enumerate(answers[:12]) if index not in (0, 5)] == [True] * 10
-    for session_id, stored in zip(ids, [await store.get(ME, i, NOW + 1) for i in ids], strict=True):
-        if session_id in contested:
-            first, rival = contested[session_id]
-            assert first != rival  # exactly one of the two turns was kept...
-            assert stored == turn(session_id, f"{session_id} {'one' if first else 'rival'}")  # ...and it is stored
-        else:
-            assert stored == turn(session_id, f"{session_id} one")
+    assert answers == [True] * 12 + [False, False]
+    for session_id in ids:
+        assert await store.get(ME, session_id, NOW + 1) == turn(session_id, f"{session_id} one")
 
 
 async def test_a_session_unused_for_the_ttl_is_gone(store: SessionStore) -> None:

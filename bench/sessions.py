@@ -130,11 +130,16 @@ def redis_available() -> str | None:
 
 
 def sqlite_bytes_per_session(data_dir: Path) -> str:
+    """The database's pages in use (rows and indexes, as a reader sees them through the WAL) per session: not the
+    files' sizes, which count the WAL's pages of turns long superseded (up to its 1,000-page checkpoint)."""
     path = data_dir / "sessions.sqlite3"
     with contextlib.closing(sqlite3.connect(path)) as db:
         count = int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
         body = int(db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM sessions").fetchone()[0])
-    size = sum(p.stat().st_size for p in data_dir.glob("sessions.sqlite3*"))
+        pages = int(db.execute("PRAGMA page_count").fetchone()[0]) - int(
+            db.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        size = pages * int(db.execute("PRAGMA page_size").fetchone()[0])
     return _note(count, body, size)
 
 

@@ -179,18 +179,22 @@ def _cpu(pid: int | None) -> float:
     return 0.0 if pid is None else process_cpu_seconds(pid)
 
 
-async def _take_turns(
-    jobs: Sequence[tuple[str, LoadJob]],
-    pids: Sequence[tuple[int, int | None]] | None,
-    turns: Turns,
-    rounds: int,
-    ready: multiprocessing.Queue[Any],
-    go: multiprocessing.Queue[int],
-) -> dict[str, Any]:
-    lanes = [await _LaneStreams.open(key, job) for key, job in jobs]
+@dataclass(frozen=True)
+class _Plan:
+    """What one client process runs: its part of every lane, the turns, and (the first process) whose CPU to read."""
+
+    jobs: tuple[tuple[str, LoadJob], ...]
+    pids: tuple[tuple[int, int | None], ...] | None
+    turns: Turns
+    rounds: int
+
+
+async def _take_turns(plan: _Plan, ready: multiprocessing.Queue[Any], go: multiprocessing.Queue[int]) -> dict[str, Any]:
+    pids, turns = plan.pids, plan.turns
+    lanes = [await _LaneStreams.open(key, job) for key, job in plan.jobs]
     try:
         ready.put(("ready", None))
-        schedule = _Schedule(go.get(timeout=READY_TIMEOUT_S), turns, len(lanes), rounds)
+        schedule = _Schedule(go.get(timeout=READY_TIMEOUT_S), turns, len(lanes), plan.rounds)
         cpu_before = 0.0
         for number in range(schedule.count):
             lane = lanes[number % len(lanes)]
@@ -216,16 +220,10 @@ async def _take_turns(
 
 
 def _client(
-    jobs: Sequence[tuple[str, LoadJob]],
-    pids: Sequence[tuple[int, int | None]] | None,
-    turns: Turns,
-    rounds: int,
-    ready: multiprocessing.Queue[Any],
-    go: multiprocessing.Queue[int],
-    results: multiprocessing.Queue[Any],
+    plan: _Plan, ready: multiprocessing.Queue[Any], go: multiprocessing.Queue[int], results: multiprocessing.Queue[Any]
 ) -> None:
     try:
-        results.put(("ok", run_event_loop(_take_turns(jobs, pids, turns, rounds, ready, go))))
+        results.put(("ok", run_event_loop(_take_turns(plan, ready, go))))
     except Exception as exc:  # reported to the parent, which notes it
         ready.put(("error", f"{type(exc).__name__}: {exc}"))
         results.put(("error", f"{type(exc).__name__}: {exc}"))
@@ -245,15 +243,14 @@ def measure(lanes: Sequence[Lane], streams: int, warmup_s: float, duration_s: fl
     ready: multiprocessing.Queue[Any] = context.Queue()
     results: multiprocessing.Queue[Any] = context.Queue()
     goes: list[multiprocessing.Queue[int]] = [context.Queue() for _ in range(processes)]
-    pids = [(lane.server_pid, lane.upstream_pid) for lane in lanes]
+    pids = tuple((lane.server_pid, lane.upstream_pid) for lane in lanes)
     children = [
         context.Process(
             target=_client,
             args=(
-                [(lane.key, lane.jobs[index]) for lane in lanes],
-                pids if index == 0 else None,
-                turns,
-                rounds,
+                _Plan(
+                    tuple((lane.key, lane.jobs[index]) for lane in lanes), pids if index == 0 else None, turns, rounds
+                ),
                 ready,
                 goes[index],
                 results,

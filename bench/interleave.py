@@ -229,13 +229,12 @@ def _client(
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def measure(lanes: Sequence[Lane], streams: int, warmup_s: float, duration_s: float) -> dict[str, dict[str, Any]]:
+def measure(lanes: Sequence[Lane], streams: int, duration_s: float) -> dict[str, dict[str, Any]]:
     """One row per lane (by scenario key), as `bench.scenarios.measure` makes them, from one run of turns.
 
     Every lane has as many jobs as there are client processes; the first process also reads the servers' CPU.
-    `warmup_s` is kept by the first round of turns, whatever its length.
+    The warm-up is the first round of turns (``--warmup`` does not apply here).
     """
-    del warmup_s  # the warm-up is a round of turns (see the module doc)
     turns = Turns.for_streams(streams)
     rounds = turns.rounds(duration_s)
     processes = len(lanes[0].jobs)

@@ -56,7 +56,7 @@ class Scenario:
     title: str
     levels: tuple[int, ...]
     setup: Callable[[Context, contextlib.ExitStack], Setup | None]
-    interleaved: bool = False  # its 1-stream row is measured with the others' in turns (``bench.interleave``)
+    interleaved: bool = False  # measured at each level with the others so marked, in turns (``bench.interleave``)
 
 
 def _grpc_jobs(config: LoadConfig) -> Callable[[int, int], list[LoadJob]]:
@@ -317,9 +317,14 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def client_processes(streams: int, timing: Timing) -> int:
+    """Load generator processes at `streams`: one for one stream, `timing.clients` for more."""
+    return 1 if streams == 1 else min(timing.clients, streams)
+
+
 def measure(scenario: Scenario, setup: Setup, streams: int, timing: Timing) -> dict[str, Any]:
     """One row of the results: the load at `streams` concurrent streams, measured in one window."""
-    processes = 1 if streams == 1 else min(timing.clients, streams)
+    processes = client_processes(streams, timing)
     servers = {"server": setup.measured, "upstream": setup.upstream}
     marks: dict[str, dict[str, float]] = {}
 
@@ -378,8 +383,7 @@ def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None
             try:
                 setup = scenario.setup(ctx, stack)
             except (RuntimeError, TimeoutError, OSError) as exc:
-                ctx.notes.append(f"({scenario.key}) failed: {exc}")
-                log(f"({scenario.key}) failed: {exc}")
+                _note_failure(ctx, log, f"({scenario.key})", exc)
                 continue
             if setup is not None:
                 ready.append((scenario, setup))
@@ -388,19 +392,26 @@ def run_round(scenarios: list[Scenario], ctx: Context, log: Callable[[str], None
             turns = [
                 (scenario, setup) for scenario, setup in ready if scenario.interleaved and streams in scenario.levels
             ]
-            if len(turns) > 1:  # turns need company; a lone scenario is measured in its own window
+            if len(turns) > 1:
                 rows.extend(_measure_interleaved(turns, streams, ctx, log, failed))
+            else:
+                turns = []  # turns need company: a lone scenario is measured in its own window
+            taking_turns = {scenario.key for scenario, _ in turns}
             for scenario, setup in ready:
-                if streams not in scenario.levels or scenario.key in failed or (scenario, setup) in turns:
+                if streams not in scenario.levels or scenario.key in failed or scenario.key in taking_turns:
                     continue
                 log(f"({scenario.key}) {scenario.title}: {streams} stream(s)")
                 try:
                     rows.append(measure(scenario, setup, streams, ctx.timing))
                 except (RuntimeError, TimeoutError, OSError) as exc:
                     failed.add(scenario.key)
-                    ctx.notes.append(f"({scenario.key}) failed: {exc}")
-                    log(f"({scenario.key}) failed: {exc}")
+                    _note_failure(ctx, log, f"({scenario.key})", exc)
     return rows
+
+
+def _note_failure(ctx: Context, log: Callable[[str], None], what: str, exc: Exception) -> None:
+    ctx.notes.append(f"{what} failed: {exc}")
+    log(f"{what} failed: {exc}")
 
 
 def _measure_interleaved(
@@ -413,7 +424,7 @@ def _measure_interleaved(
     """The rows of `turns` at `streams`, measured together, in turns (``bench.interleave``)."""
     keys = ", ".join(f"({scenario.key})" for scenario, _ in turns)
     log(f"{keys}: {streams} stream(s), in turns")
-    processes = 1 if streams == 1 else min(ctx.timing.clients, streams)
+    processes = client_processes(streams, ctx.timing)
     lanes = [
         interleave.Lane(
             scenario.key,
@@ -424,12 +435,11 @@ def _measure_interleaved(
         for scenario, setup in turns
     ]
     try:
-        measured = interleave.measure(lanes, streams, ctx.timing.warmup_s, ctx.timing.duration_s)
+        measured = interleave.measure(lanes, streams, ctx.timing.duration_s)
         for _, setup in turns:
             setup.measured.check_alive()
     except (RuntimeError, TimeoutError, OSError) as exc:
         failed.update(scenario.key for scenario, _ in turns)
-        ctx.notes.append(f"{keys} interleaved failed: {exc}")
-        log(f"{keys} interleaved failed: {exc}")
+        _note_failure(ctx, log, f"{keys} interleaved", exc)
         return []
     return [{"scenario": scenario.key, "title": scenario.title, **measured[scenario.key]} for scenario, _ in turns]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench import interleave
+from bench import interleave, scenarios
 from bench.procs import ServerProcess
 from bench.report import markdown
 from bench.servers import start_echo
@@ -38,7 +39,7 @@ def test_one_stream_each_server_in_its_turns_with_its_own_figures(
     short, long = echoes
     turns = interleave.Turns.for_streams(1)
 
-    rows = interleave.measure([_lane("short", short), _lane("long", long)], 1, warmup_s=0, duration_s=0.3)
+    rows = interleave.measure([_lane("short", short), _lane("long", long)], 1, duration_s=0.3)
 
     for key, words in (("short", SHORT), ("long", LONG)):
         row = rows[key]
@@ -59,7 +60,6 @@ def test_concurrent_streams_from_two_processes_take_turns_together(
     rows = interleave.measure(
         [_lane("short", short, streams=6, processes=2), _lane("long", long, streams=6, processes=2)],
         6,
-        warmup_s=0,
         duration_s=0.75,
     )
 
@@ -68,6 +68,19 @@ def test_concurrent_streams_from_two_processes_take_turns_together(
         assert row["requests"] >= 6  # every stream of both processes completed requests in the counted part
         assert row["client_processes"] == 2 and row["streams"] == 6
     assert rows["long"]["requests_per_s"] < rows["short"]["requests_per_s"]
+
+
+def test_a_round_measures_a_lone_interleaved_scenario_in_its_own_window(tmp_path: Path) -> None:
+    # Turns need two scenarios: with one (say `--only b,c`), it is measured in a window like any other.
+    lone = dataclasses.replace(scenarios.SCENARIOS["a"], levels=(1,))
+    other = dataclasses.replace(lone, key="a2", interleaved=False)
+    ctx = scenarios.Context(scenarios.Timing(warmup_s=0.1, duration_s=0.3), tmp_path)
+
+    rows = scenarios.run_round([lone, other], ctx, lambda _: None)
+
+    assert sorted(row["scenario"] for row in rows) == ["a", "a2"]
+    assert all(row["requests"] > 0 and not row.get("interleaved") for row in rows)
+    assert ctx.notes == []
 
 
 def test_the_report_marks_rows_measured_in_turns() -> None:

@@ -71,6 +71,12 @@ for word in string.gmatch(ARGV[1], '%S+') do head[#head + 1] = word end
 local now, ttl, full_wait, keep = tonumber(head[1]), tonumber(head[2]), tonumber(head[3]), tonumber(head[4])
 local settlements = tonumber(head[5])
 local k = 0
+local function tat_of(key)  -- a rate rule's theoretical arrival time, never in the past
+  local stored = redis.call('GET', key)
+  local tat = stored and tonumber(stored) or now
+  if tat < now then return now end
+  return tat
+end
 local function words(a)
   local spec = {}
   for word in string.gmatch(ARGV[a], '%S+') do spec[#spec + 1] = word end
@@ -86,10 +92,7 @@ for a = 2, 1 + settlements do
     if kind == 'c' then
       redis.call('ZREM', key, lease)
     elseif delta ~= 0 and kind == 'r' then
-      local stored = redis.call('GET', key)
-      local tat = stored and tonumber(stored) or now
-      if tat < now then tat = now end
-      tat = tat + delta * param / limit
+      local tat = tat_of(key) + delta * param / limit
       if tat > now then
         redis.call('SET', key, tostring(tat), 'PX', math.ceil(tat - now) + 1)
       else
@@ -114,10 +117,7 @@ for a = 2 + settlements, #ARGV do
     local cost, param = tonumber(spec[at + 3]), tonumber(spec[at + 4])
     local wait = 0
     if kind == 'r' then
-      local stored = redis.call('GET', key)
-      local tat = stored and tonumber(stored) or now
-      if tat < now then tat = now end
-      tats[i] = tat + cost * param / limit
+      tats[i] = tat_of(key) + cost * param / limit
       wait = tats[i] - param - now
     elseif kind == 'c' then
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now)

@@ -80,8 +80,6 @@ def make_targets(route: str, targets: Sequence[RouteTarget]) -> list[Target]:
 
 def plan(targets: Sequence[Target], balance: Balance, rng: random.Random) -> list[Target]:
     """The order one request tries `targets` in (see the module docstring)."""
-    if len(targets) == 1:
-        return list(targets)
     ordered: list[Target] = []
     for _rank, group in groupby(sorted(targets, key=lambda t: (t.rank, t.index)), key=lambda t: t.rank):
         members = list(group)

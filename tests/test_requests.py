@@ -60,3 +60,18 @@ def test_an_undecodable_request_is_named_by_its_last_readable_request_id() -> No
 def test_an_unusable_last_request_id_peeks_empty(raw: bytes) -> None:
     assert _peek_request_id(raw) == ""
     check_one_input(raw)
+
+
+def test_a_map_entry_with_an_unknown_field_decodes_to_the_same_request_again() -> None:
+    # Found by the fuzzer (make fuzz, 2026-12-01): a credential Struct whose map entry carries an unknown field and
+    # a nested Struct. protobuf (upb) keeps that entry as an unknown field and, in about one process in six,
+    # re-encodes it with the nested entries in another order, even with deterministic=True. What the gateway reads
+    # (the known fields) is the same, which is what the harness checks now (it compared bytes).
+    raw = (
+        b"\ni\x08\r\x12e\n/J\x05extra\x12&*$\n\x12\n\x01o\x12\r2\x0b\n\t\x11\x00\x00\x00\x00\x00\x00\xf0?"
+        b"\n\x0e\n\x06region\x12\x04\x1a\x02eu\n\x10\n\x03key\x12\t\x1a\x07sk-tdst\n \n\x08base_prl\x12\x14\x1a"
+        b"\x12hse_uxr\x12sk-te}t\n \n\x08ba;e_url\x12\x14\x1a\x12http://12 .0athe.r 0"
+    )
+    request = decode_chat_request(raw)
+    assert request.credential.id == 13 and set(request.credential.value.fields) == {"key", "base_prl"}
+    check_one_input(raw)

@@ -55,10 +55,23 @@ def _check_peek(data: bytes) -> str:
     return peeked
 
 
+def _known_fields(request: pb.ChatRequest) -> pb.ChatRequest:
+    known = pb.ChatRequest()
+    known.CopyFrom(request)
+    known.DiscardUnknownFields()
+    return known
+
+
 def _check_round_trip(request: pb.ChatRequest) -> None:
-    encoded = request.SerializeToString(deterministic=True)
-    again = pb.ChatRequest.FromString(encoded).SerializeToString(deterministic=True)
-    _require(again == encoded, "a decoded request must re-serialize to a message that decodes to itself")
+    # What the gateway reads is compared, not the bytes: protobuf (upb) keeps a map entry that carries an unknown
+    # field as an unknown field of the map's message and may re-encode it with its nested map in another order,
+    # even with deterministic=True, depending on the process's memory layout (tests/test_requests.py keeps the
+    # input the fuzzer found). Unknown fields are never read.
+    again = pb.ChatRequest.FromString(request.SerializeToString(deterministic=True))
+    _require(
+        _known_fields(again) == _known_fields(request),
+        "a decoded request must re-serialize to a message that decodes to itself",
+    )
 
 
 def check_one_input(data: bytes) -> None:
